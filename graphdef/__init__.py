@@ -1,0 +1,15 @@
+"""graphdef: declarative computation graphs in YAML, run forward and differentiated backward.
+
+    import graphdef
+    model = graphdef.load("models/lecture.yaml")
+    model.forward({"a": 3, "b": 5})["e"]            # 48
+    model.gradients({"a": 3, "b": 5}, of="e")       # {'a': 6, 'b': 14}
+"""
+from .errors import GraphDefError, Problem
+from .loader import load, loads
+from .model import Model
+from .ops import OPS, register_op
+from .schema import schema
+
+__all__ = ["GraphDefError", "Model", "OPS", "Problem", "load", "loads", "register_op", "schema"]
+__version__ = "0.1.0"

@@ -1,0 +1,169 @@
+"""The `graphdef` command: a thin layer over the Python API.
+
+main(argv, stdout, stderr) -> exit code: 0 success, 1 invalid model or data, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import yaml
+
+from . import load
+from .data import read_arrays
+from .errors import GraphDefError
+from .model import METHODS
+from .ops import OPS
+from .schema import schema_text
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors to the caller instead of exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+    def _print_message(self, message, file=None):
+        if message:
+            self.out.write(message)
+
+
+def console() -> None:
+    """Entry point of the installed `graphdef` script."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `graphdef ops | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
+def main(argv=None, stdout=None, stderr=None) -> int:
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    parser = _build_parser(stdout)
+    try:
+        args = parser.parse_args(argv)
+        return args.command(args, stdout, stderr) or 0
+    except SystemExit as e:  # --help, --version
+        return e.code or 0
+    except UsageError as e:
+        print(f"graphdef: usage error: {e}", file=stderr)
+        return 2
+    except GraphDefError as e:
+        print(e, file=stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("graphdef: interrupted", file=stderr)
+        return 130
+
+
+# -- commands ---------------------------------------------------------------------
+
+def cmd_validate(args, out, err):
+    failed = 0
+    for file in args.files:
+        try:
+            model = load(file)
+        except GraphDefError as e:
+            failed += 1
+            print(e, file=err)
+            continue
+        kinds = [v["kind"] for _, v in model.graph.nodes(data=True)]
+        print(f"ok: {file}: {kinds.count('node')} nodes, {kinds.count('input')} inputs, "
+              f"{kinds.count('parameter')} parameters", file=out)
+    return 1 if failed else 0
+
+
+def cmd_run(args, out, err):
+    model = load(args.model)
+    values = model.forward(_inputs(args))
+    shown = {name: values[name] for name in model.outputs + ([model.loss] if model.loss else [])}
+    if args.json:
+        print(json.dumps({"outputs": {k: v.tolist() for k, v in shown.items()}}), file=out)
+    else:
+        for name, value in shown.items():
+            print(f"{name} = {_fmt(value)}", file=out)
+
+
+def cmd_grad(args, out, err):
+    model = load(args.model)
+    values, grads = model.value_and_gradients(_inputs(args), of=args.of, wrt=args.wrt, method=args.method)
+    of = model._target(args.of)
+    if args.json:
+        print(json.dumps({"of": of, "method": args.method, "value": values[of].tolist(),
+                          "gradients": {k: v.tolist() for k, v in grads.items()}}), file=out)
+    else:
+        print(f"{of} = {_fmt(values[of])}", file=out)
+        for name, g in grads.items():
+            print(f"∂{of}/∂{name} = {_fmt(g)}", file=out)
+
+
+def cmd_ops(args, out, err):
+    for op in sorted(OPS.values(), key=lambda o: o.name):
+        print(f"{op.signature()}\n    {op.doc}", file=out)
+
+
+def cmd_schema(args, out, err):
+    out.write(schema_text())
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def _inputs(args) -> dict:
+    values = read_arrays(args.inputs) if args.inputs else {}
+    for item in args.at or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--at takes NAME=VALUE, got '{item}'")
+        try:
+            values[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise GraphDefError(f"--at {item}: the value is not a YAML literal (try 3, 0.5 or [1, 2])") from None
+    return values
+
+
+def _fmt(value) -> str:
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return f"{float(value):.10g}"
+    return np.array2string(value, separator=", ", formatter={"float_kind": lambda x: f"{x:.8g}"})
+
+
+def _build_parser(out) -> argparse.ArgumentParser:
+    parser = _Parser(prog="graphdef", description="Declarative computation graphs in YAML.")
+    parser.out = out
+    parser.add_argument("--version", action="version", version="graphdef 0.1.0")
+    sub = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
+
+    def command(name, func, help):
+        p = sub.add_parser(name, help=help, description=help)
+        p.out = out
+        p.set_defaults(command=func)
+        return p
+
+    p = command("validate", cmd_validate, "check model files against the schema and the op rules")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+    for name, func, help in [("run", cmd_run, "evaluate a model's outputs"),
+                             ("grad", cmd_grad, "differentiate a model at given inputs")]:
+        p = command(name, func, help)
+        p.add_argument("model", metavar="FILE")
+        p.add_argument("--at", action="append", metavar="NAME=VALUE", help="an input value, a YAML literal")
+        p.add_argument("--inputs", metavar="DATA", help="input values from a .npz or .json file")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "grad":
+            p.add_argument("--of", metavar="NODE", help="vertex to differentiate (default: loss, else the output)")
+            p.add_argument("--wrt", nargs="+", metavar="NAME", help="inputs/parameters (default: all)")
+            p.add_argument("--method", choices=METHODS, default="reverse")
+
+    command("ops", cmd_ops, "list the registered ops")
+    command("schema", cmd_schema, "print the JSON Schema of the model format")
+    return parser

@@ -1,0 +1,205 @@
+"""From a parsed document to a checked Model: the boundary where everything is validated once.
+
+Checks, all collected before raising: the schema; names defined twice; unknown ops;
+undefined references; arity; attributes; outputs and loss; cycles; static shapes.
+After this the interpreter trusts the graph.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from . import schema
+from .errors import GraphDefError, did_you_mean
+from .initializers import initialize
+from .model import Model
+from .ops import OPS
+from .ops.registry import REQUIRED, show_shape
+from .source import Source, parse, read_file
+
+SECTIONS = {"inputs": "input", "parameters": "parameter", "constants": "constant", "nodes": "node"}
+NODE_KEYS = ("op", "inputs", "description")
+
+
+def load(path, *, seed: int = 0) -> Model:
+    """Load and validate a model file; parameters with an `init` are drawn with `seed`."""
+    return build(read_file(path), seed=seed)
+
+
+def loads(text: str, *, seed: int = 0, file: str | None = None) -> Model:
+    """Load and validate a model from YAML text."""
+    return build(parse(text, file), seed=seed)
+
+
+def build(source: Source, *, seed: int = 0) -> Model:
+    problems = schema.check(source)
+    if problems:
+        raise GraphDefError(problems)
+    return _Loader(source, seed).model()
+
+
+class _Loader:
+    def __init__(self, source: Source, seed: int):
+        self.source, self.doc = source, source.data
+        self.dtype = np.dtype(self.doc.get("dtype", "float64"))
+        self.rng = np.random.default_rng(seed)
+        self.graph = nx.MultiDiGraph()
+        self.problems = []
+
+    def error(self, path: tuple, message: str, hint: str | None = None):
+        self.problems.append(self.source.problem(path, message, hint))
+
+    def model(self) -> Model:
+        self._declare()
+        self._connect()
+        self._check_targets()
+        if not self.problems:
+            self._check_cycles()
+        if not self.problems:
+            self._infer_shapes()
+        if self.problems:
+            raise GraphDefError(self.problems)
+        return Model(self.graph, self.doc, self.source)
+
+    # -- vertices -------------------------------------------------------------
+
+    def _declare(self):
+        for section, kind in SECTIONS.items():
+            for name, spec in (self.doc.get(section) or {}).items():
+                if name in self.graph:
+                    first = self.graph.nodes[name]
+                    self.error((section, name), f"'{name}' is already defined as {first['kind']} "
+                               f"(line {first['line']})", "give each input, parameter, constant and node its own name")
+                    continue
+                line = self.source.positions.get((section, name), (None,))[0]
+                self.graph.add_node(name, kind=kind, line=line, **getattr(self, f"_{kind}")(name, spec))
+
+    def _input(self, name, spec):
+        shape = spec.get("shape")
+        return {"shape": None if shape is None else tuple(shape), "declared": shape is not None}
+
+    def _parameter(self, name, spec):
+        path = ("parameters", name)
+        if "value" in spec:
+            value = self._array(path + ("value",), spec["value"])
+            if value is not None and "shape" in spec and list(value.shape) != spec["shape"]:
+                self.error(path + ("shape",), f"value has shape {list(value.shape)} but shape says {spec['shape']}",
+                           "make them agree, or drop shape")
+        else:
+            try:
+                value = initialize(spec["init"], spec["shape"], self.rng).astype(self.dtype)
+            except TypeError:
+                value = None
+                self.error(path + ("init",), "initializer setting does not apply to this initializer",
+                           "normal takes mean, std; uniform takes low, high; constant takes value; others none")
+        return {"value": value, "shape": None if value is None else value.shape}
+
+    def _constant(self, name, spec):
+        value = self._array(("constants", name), spec)
+        return {"value": value, "shape": None if value is None else value.shape}
+
+    def _node(self, name, spec):
+        return {"op": OPS.get(spec["op"]), "attrs": {}, "args": ()}
+
+    def _array(self, path, literal):
+        try:
+            return np.array(literal, dtype=self.dtype)
+        except ValueError:
+            self.error(path, "not a rectangular array of numbers", "every row must have the same length")
+            return None
+
+    # -- edges and op checks ------------------------------------------------------
+
+    def _connect(self):
+        names = [n for n in self.graph if self.graph.nodes[n]["kind"] != "literal"]
+        for name, spec in (self.doc.get("nodes") or {}).items():
+            path = ("nodes", name)
+            if self.graph.nodes[name].get("kind") != "node":
+                continue  # a duplicate name, already reported
+            args = []
+            for i, ref in enumerate(spec["inputs"]):
+                if not isinstance(ref, str):
+                    ref = self._literal(name, i, ref)
+                elif ref not in self.graph:
+                    self.error(path + ("inputs", i), f"undefined reference '{ref}'",
+                               did_you_mean(ref, names) or "define it under inputs, parameters, constants or nodes")
+                    continue
+                self.graph.add_edge(ref, name, key=i, arg=i)
+                args.append(ref)
+            self.graph.nodes[name]["args"] = tuple(args)
+            op = self._op(path, spec)
+            if op is not None:
+                self.graph.nodes[name]["attrs"] = self._attrs(path, op, spec)
+
+    def _literal(self, node: str, i: int, value) -> str:
+        name = f"{node}[{i}]"
+        line = self.source.positions.get(("nodes", node, "inputs", i), (None,))[0]
+        self.graph.add_node(name, kind="literal", line=line, value=np.array(value, dtype=self.dtype), shape=())
+        return name
+
+    def _op(self, path, spec):
+        op = OPS.get(spec["op"])
+        if op is None:
+            self.error(path + ("op",), f"unknown op '{spec['op']}'",
+                       did_you_mean(spec["op"], OPS) or "run `graphdef ops` to list the ops")
+        elif len(spec["inputs"]) != op.arity:
+            self.error(path + ("inputs",), f"op '{op.name}' takes {op.arity} input{'s' * (op.arity != 1)} "
+                       f"({', '.join(op.args)}), got {len(spec['inputs'])}", f"usage: {op.signature()}")
+        return op
+
+    def _attrs(self, path, op, spec) -> dict:
+        """The node's attributes, defaults filled in, so every rule sees every attribute."""
+        attrs = {a.name: a.default for a in op.attrs.values() if a.default is not REQUIRED}
+        for key, value in spec.items():
+            if key in NODE_KEYS:
+                continue
+            attr = op.attrs.get(key)
+            if attr is None:
+                known = ", ".join(op.attrs) or "none"
+                self.error(path + (key,), f"op '{op.name}' has no attribute '{key}'",
+                           did_you_mean(key, op.attrs) or f"its attributes: {known}")
+            elif not attr.accepts(value):
+                self.error(path + (key,), f"attribute '{key}' of op '{op.name}' must be {attr.type_name()}, "
+                           f"got {value!r}", f"usage: {op.signature()}")
+            else:
+                attrs[key] = tuple(value) if isinstance(value, list) else value
+        for attr in op.attrs.values():
+            if attr.default is REQUIRED and attr.name not in spec:
+                self.error(path, f"op '{op.name}' needs attribute '{attr.name}'", f"usage: {op.signature()}")
+        return attrs
+
+    def _check_targets(self):
+        for i, name in enumerate(self.doc["outputs"]):
+            if name not in self.graph:
+                self.error(("outputs", i), f"undefined output '{name}'", did_you_mean(name, self.graph))
+        loss = self.doc.get("loss")
+        if loss is not None and loss not in self.graph:
+            self.error(("loss",), f"undefined loss '{loss}'", did_you_mean(loss, self.graph))
+
+    # -- whole-graph checks ---------------------------------------------------------
+
+    def _check_cycles(self):
+        for component in nx.strongly_connected_components(self.graph):
+            first = next(iter(component))
+            if len(component) > 1 or self.graph.has_edge(first, first):
+                cycle = [u for u, *_ in nx.find_cycle(self.graph.subgraph(component))]
+                self.error(("nodes", cycle[0], "inputs"), "cycle: " + " -> ".join(cycle + cycle[:1]),
+                           "a node cannot depend on itself; break the cycle")
+
+    def _infer_shapes(self):
+        for name in nx.topological_sort(self.graph):
+            v = self.graph.nodes[name]
+            if v["kind"] != "node":
+                continue
+            shapes = [self.graph.nodes[a]["shape"] for a in v["args"]]
+            try:
+                v["shape"] = v["op"].shape(*shapes, **v["attrs"])
+            except ValueError as e:
+                v["shape"] = None
+                given = ", ".join(f"{a} {show_shape(s)}" for a, s in zip(v["args"], shapes))
+                self.error(("nodes", name), f"{e}", f"inputs: {given}")
+        loss = self.doc.get("loss")
+        if loss is not None and self.graph.nodes[loss]["shape"] not in (None, ()):
+            self.error(("loss",), f"loss '{loss}' must be a scalar, its shape is {show_shape(self.graph.nodes[loss]['shape'])}",
+                       "reduce it with sum or mean")
+

@@ -1,0 +1,190 @@
+"""A loaded, validated model: its NetworkX graph, its values, and the three gradient methods."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from . import interpreter, paths
+from .errors import GraphDefError, Problem, did_you_mean
+from .interpreter import Step, StepError
+from .ops.registry import show_shape
+
+METHODS = ("reverse", "paths", "numeric")
+NUMERIC_EPS = 1e-6
+
+
+class Model:
+    """A computation graph loaded from YAML.
+
+    `graph` is a networkx.MultiDiGraph: one vertex per input, parameter, constant, literal
+    and node (attribute `kind`), one edge per use keyed by argument position, so a node
+    using a value twice has two edges. `parameters` maps names to arrays (training updates them).
+    """
+
+    def __init__(self, graph: nx.MultiDiGraph, doc: dict, source=None):
+        self.graph, self.doc, self.source = graph, doc, source
+        self.name = doc["name"]
+        self.description = doc.get("description", "")
+        self.dtype = np.dtype(doc.get("dtype", "float64"))
+        self.outputs = list(doc["outputs"])
+        self.loss = doc.get("loss")
+        self.inputs = {n: v["shape"] for n, v in self._vertices("input")}
+        self.parameters = {n: v["value"] for n, v in self._vertices("parameter")}
+        self.constants = {n: v["value"] for n, v in self._vertices("constant", "literal")}
+        position = {n: i for i, n in enumerate(graph)}
+        order = nx.lexicographical_topological_sort(graph, key=position.get)
+        self.steps = tuple(Step(n, graph.nodes[n]["op"], graph.nodes[n]["args"], graph.nodes[n]["attrs"])
+                           for n in order if graph.nodes[n]["kind"] == "node")
+        self._plans = {}
+
+    def __repr__(self):
+        return f"<graphdef.Model '{self.name}': {len(self.graph)} vertices, outputs {self.outputs}>"
+
+    def _vertices(self, *kinds):
+        return [(n, v) for n, v in self.graph.nodes(data=True) if v["kind"] in kinds]
+
+    # -- running ------------------------------------------------------------------
+
+    def forward(self, inputs: dict, params: dict | None = None) -> dict:
+        """Every vertex's value (numpy arrays) for the given inputs (and parameter overrides)."""
+        return _arrays(self._run(self._feed(inputs, params)))
+
+    def gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse") -> dict:
+        """∂of/∂w for each w in wrt (default: every input and parameter).
+
+        `of` defaults to the loss, else the single output; for a non-scalar `of` this is
+        the gradient of its sum. method: reverse (backpropagation), paths (the sum over
+        paths of edge-derivative products; scalar graphs) or numeric (central differences).
+        """
+        return self.value_and_gradients(inputs, of, wrt, method)[1]
+
+    def value_and_gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse"):
+        """(every vertex's value, gradients) in one forward pass; see `gradients`."""
+        of, wrt = self._target(of), self._wrt(wrt)
+        if method not in METHODS:
+            raise GraphDefError(Problem(f"unknown gradient method '{method}'", hint=f"use one of: {', '.join(METHODS)}"))
+        env = self._feed(inputs)
+        values = self._run(dict(env))
+        if method == "numeric":
+            return _arrays(values), self._numeric(env, of, wrt)
+        steps, wanted = self._backward_plan(of, tuple(wrt))
+        if method == "paths":
+            return _arrays(values), paths.path_gradients(self.graph, steps, values, of, wrt, wanted)
+        grads = self._guarded(interpreter.backward, steps, values, of, wanted)
+        return _arrays(values), {w: np.asarray(grads.get(w, np.zeros_like(values[w]))) for w in wrt}
+
+    def _run(self, env: dict) -> dict:
+        return self._guarded(interpreter.forward, self.steps, env)
+
+    def _guarded(self, visit, *args):
+        with np.errstate(all="ignore"):
+            try:
+                return visit(*args)
+            except StepError as e:
+                raise GraphDefError(self.problem(e.step.name, f"node '{e.step.name}' ({e.step.op.name}) failed: {e}",
+                                                 "check the shapes and values of its inputs")) from None
+
+    def _backward_plan(self, of: str, wrt: tuple):
+        """The steps and vertices on some path from a wrt vertex to `of`: all backward needs to visit."""
+        if (of, wrt) not in self._plans:
+            self._plans[(of, wrt)] = self._restrict(of, wrt)
+        return self._plans[(of, wrt)]
+
+    def _restrict(self, of: str, wrt: tuple):
+        ancestors = nx.ancestors(self.graph, of) | {of}
+        wanted = set()
+        for w in wrt:
+            if w in ancestors:
+                wanted |= (nx.descendants(self.graph, w) | {w}) & ancestors
+        return tuple(s for s in self.steps if s.name in wanted), frozenset(wanted)
+
+    def _numeric(self, env: dict, of: str, wrt) -> dict:
+        env = {k: np.array(v, dtype=np.float64) for k, v in env.items()}
+        total = lambda: float(np.sum(self._run(dict(env))[of]))  # noqa: E731
+        grads = {}
+        for w in wrt:
+            x, g = env[w], np.zeros_like(env[w])
+            for i in np.ndindex(x.shape):
+                x[i] += NUMERIC_EPS
+                up = total()
+                x[i] -= 2 * NUMERIC_EPS
+                down = total()
+                x[i] += NUMERIC_EPS
+                g[i] = (up - down) / (2 * NUMERIC_EPS)
+            grads[w] = g.astype(self.dtype)
+        return grads
+
+    # -- checking what the caller asked for -------------------------------------------
+
+    def _feed(self, inputs: dict, params: dict | None = None) -> dict:
+        """The starting environment: constants, parameters and validated inputs."""
+        if not isinstance(inputs, dict):
+            raise GraphDefError("inputs must be a mapping: name -> value")
+        problems = [Problem(f"unknown input '{n}'", hint=did_you_mean(n, self.inputs)
+                            or f"the model's inputs: {', '.join(self.inputs) or 'none'}")
+                    for n in inputs if n not in self.inputs]
+        env = {**self.constants, **self.parameters, **(params or {})}
+        for name, shape in self.inputs.items():
+            if name not in inputs:
+                problems.append(self.problem(name, f"missing input '{name}'", f"give a value for '{name}'"))
+                continue
+            value, problem = self._array(name, inputs[name], shape)
+            env[name] = value
+            problems += [problem] if problem else []
+        if problems:
+            raise GraphDefError(problems)
+        return env
+
+    def _array(self, name: str, raw, shape):
+        try:
+            value = np.asarray(raw, dtype=self.dtype)
+        except (ValueError, TypeError):
+            return None, self.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
+                                      "give a number or a (nested) list of numbers")
+        if not np.all(np.isfinite(value)):
+            return None, self.problem(name, f"input '{name}' contains NaN or infinity", "clean the data")
+        if shape is not None and not _fits(value.shape, shape):
+            return None, self.problem(name, f"input '{name}' has shape {list(value.shape)}, expected "
+                                      f"{show_shape(shape)}", "an extra leading batch dimension is also accepted")
+        return value, None
+
+    def _target(self, of: str | None) -> str:
+        if of is None:
+            if self.loss is None and len(self.outputs) != 1:
+                raise GraphDefError(Problem(f"the model has {len(self.outputs)} outputs and no loss",
+                                            hint="say which vertex to differentiate with of=NAME"))
+            of = self.loss or self.outputs[0]
+        if of not in self.graph or self.graph.nodes[of]["kind"] == "literal":
+            raise GraphDefError(Problem(f"no vertex named '{of}'", hint=did_you_mean(of, self.graph)))
+        return of
+
+    def _wrt(self, wrt) -> list:
+        if wrt is None:
+            return [*self.inputs, *self.parameters]
+        wrt = [wrt] if isinstance(wrt, str) else list(wrt)
+        leaves = [*self.inputs, *self.parameters, *(n for n, _ in self._vertices("constant"))]
+        bad = [w for w in wrt if w not in leaves]
+        if bad:
+            raise GraphDefError([Problem(f"cannot differentiate with respect to '{w}'",
+                                         hint=did_you_mean(w, leaves) or "use an input, parameter or constant")
+                                 for w in bad])
+        return wrt
+
+    def problem(self, vertex: str, message: str, hint: str | None = None) -> Problem:
+        """A Problem located where `vertex` is declared in the model file."""
+        section = {"input": "inputs", "parameter": "parameters", "constant": "constants", "node": "nodes"}
+        kind = self.graph.nodes[vertex]["kind"] if vertex in self.graph else None
+        if self.source is None or kind not in section:
+            return Problem(message, hint=hint)
+        return self.source.problem((section[kind], vertex), message, hint)
+
+
+def _arrays(env: dict) -> dict:
+    return {k: np.asarray(v) for k, v in env.items()}
+
+
+def _fits(actual: tuple, declared: tuple) -> bool:
+    """Whether an array's shape matches a declared one, allowing one extra leading batch dimension."""
+    if len(actual) == len(declared) + 1:
+        actual = actual[1:]
+    return len(actual) == len(declared) and all(d is None or d == a for a, d in zip(actual, declared))

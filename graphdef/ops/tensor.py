@@ -1,0 +1,126 @@
+"""Tensor ops: matrix product, reductions and reshaping."""
+import numpy as np
+
+from .registry import broadcast_shape, ex, register_op, unbroadcast
+
+
+def _axes(axis, rank: int) -> tuple:
+    """Normalize an axis attribute (None, int or list) to sorted non-negative axes."""
+    if axis is None:
+        return tuple(range(rank))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if any(not -rank <= a < rank for a in axes):
+        raise ValueError(f"axis {axis} is out of range for rank {rank}")
+    if len({a % rank for a in axes}) < len(axes):
+        raise ValueError(f"axis {axis} repeats an axis")
+    return tuple(sorted(a % rank for a in axes))
+
+
+# -- matmul -------------------------------------------------------------------
+
+def _matmul_vjp(g, out, x, y):
+    x2 = x if x.ndim > 1 else x[None, :]
+    y2 = y if y.ndim > 1 else y[:, None]
+    g2 = g.reshape(np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2]) + (x2.shape[-2], y2.shape[-1]))
+    gx = unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape)
+    gy = unbroadcast(np.swapaxes(x2, -1, -2) @ g2, y2.shape)
+    return gx.reshape(x.shape), gy.reshape(y.shape)
+
+
+def _matmul_shape(a, b):
+    if a is None or b is None:
+        return None
+    if not a or not b:
+        raise ValueError("matmul needs inputs of rank 1 or more; use mul for scalars")
+    a2, b2 = (a if len(a) > 1 else (1,) + a), (b if len(b) > 1 else b + (1,))
+    if None not in (a2[-1], b2[-2]) and a2[-1] != b2[-2]:
+        raise ValueError(f"matmul inner sizes differ: x is {list(a)}, y is {list(b)} ({a2[-1]} ≠ {b2[-2]})")
+    rows = (a[-2],) if len(a) > 1 else ()
+    cols = (b[-1],) if len(b) > 1 else ()
+    return broadcast_shape(a2[:-2], b2[:-2]) + rows + cols
+
+
+register_op("matmul", lambda x, y: np.matmul(x, y), _matmul_vjp, shape=_matmul_shape,
+            doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
+            examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
+                      ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
+
+
+# -- reductions ---------------------------------------------------------------
+
+def _unreduce(g, x, axis, keepdims):
+    """Broadcast a reduction's output gradient back over the reduced axes."""
+    if not keepdims:
+        g = np.expand_dims(g, _axes(axis, x.ndim))
+    return np.broadcast_to(g, x.shape)
+
+
+def _reduce_shape(shape, *, axis=None, keepdims=False):
+    if shape is None:
+        return None
+    axes = _axes(axis, len(shape))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+REDUCE_EXAMPLES = [ex((3,)), ex((2, 3)), ex((2, 3), axis=0), ex((2, 3, 4), axis=[0, 2]),
+                   ex((2, 3), axis=-1, keepdims=True), ex(())]
+
+
+def _sum(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
+    """Sum of elements over axis (all by default)."""
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def _mean(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
+    """Mean of elements over axis (all by default)."""
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+register_op("sum", _sum, lambda g, out, x, **a: (_unreduce(g, x, **a),),
+            shape=_reduce_shape, examples=REDUCE_EXAMPLES)
+register_op("mean", _mean, lambda g, out, x, **a: (_unreduce(g, x, **a) * (out.size / x.size),),
+            shape=_reduce_shape, examples=REDUCE_EXAMPLES)
+
+
+# -- shape changes ------------------------------------------------------------
+
+def _transpose(x, *, axes: list[int] | None = None):
+    """Permute dimensions (reverse them by default)."""
+    return np.transpose(x, axes)
+
+
+def _transpose_shape(shape, *, axes=None):
+    if shape is None:
+        return None
+    if axes is None:
+        return tuple(reversed(shape))
+    if sorted(axes) != list(range(len(shape))):
+        raise ValueError(f"axes {list(axes)} is not a permutation of 0..{len(shape) - 1}")
+    return tuple(shape[a] for a in axes)
+
+
+register_op("transpose", _transpose,
+            lambda g, out, x, *, axes=None: (np.transpose(g, None if axes is None else np.argsort(axes)),),
+            shape=_transpose_shape, examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))])
+
+
+def _reshape(x, *, shape: list[int]):
+    """Reshape to `shape` (one dimension may be -1: inferred)."""
+    return np.reshape(x, shape)
+
+
+def _reshape_shape(x, *, shape):
+    if list(shape).count(-1) > 1 or any(d < -1 for d in shape):
+        raise ValueError(f"shape {list(shape)}: only one dimension may be -1, and none below it")
+    if x is None or None in x:
+        return tuple(None if d == -1 else d for d in shape)
+    size, known = int(np.prod(x)), int(np.prod([d for d in shape if d != -1]))
+    if (-1 in shape and (known == 0 or size % known)) or (-1 not in shape and size != known):
+        raise ValueError(f"cannot reshape {list(x)} ({size} elements) to {list(shape)}")
+    return tuple(size // known if d == -1 else d for d in shape)
+
+
+register_op("reshape", _reshape, lambda g, out, x, **a: (np.reshape(g, x.shape),),
+            shape=_reshape_shape, examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[])])

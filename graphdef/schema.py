@@ -1,0 +1,73 @@
+"""The JSON Schema of the format, and schema errors turned into located, actionable problems."""
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+
+from .errors import Problem, did_you_mean
+from .source import Source
+
+SCHEMA_NAME = "graphdef-1.schema.json"
+
+
+def schema_text() -> str:
+    """The schema as shipped: inside the installed package, else beside it in a source checkout."""
+    packaged = resources.files("graphdef") / "schemas" / SCHEMA_NAME
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_NAME).read_text(encoding="utf-8")
+
+
+@functools.cache
+def schema() -> dict:
+    return json.loads(schema_text())
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
+def check(source: Source) -> list[Problem]:
+    """Every schema violation of the document, in file order."""
+    problems = [p for e in _validator().iter_errors(source.data) for p in _explain(e, source)]
+    return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
+
+
+def _explain(error, source: Source):
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        for key in sorted(set(error.instance) - set(allowed), key=str):
+            yield source.problem(path + (key,), f"unknown key '{key}'",
+                                 did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}")
+    elif error.validator == "required":
+        key = error.message.split("'")[1]
+        yield source.problem(path, f"missing required key '{key}'", f"add '{key}:'")
+    elif error.validator == "propertyNames" or error.schema_path and "propertyNames" in error.schema_path:
+        yield source.problem(path + (error.instance,), f"'{error.instance}' is not a valid name",
+                             _lower(schema()["$defs"]["name"]["description"]))
+    elif error.validator == "const":
+        yield source.problem(path, f"expected {error.validator_value!r}, got {error.instance!r}")
+    elif error.validator == "enum":
+        choices = [str(c) for c in error.validator_value]
+        yield source.problem(path, f"invalid value {_short(error.instance)}",
+                             did_you_mean(error.instance, choices) or f"expected one of: {', '.join(choices)}")
+    elif error.validator in ("anyOf", "oneOf", "pattern", "not"):
+        expected = error.schema.get("description") or error.message
+        yield source.problem(path, f"invalid value {_short(error.instance)}", "expected " + _lower(expected))
+    else:
+        yield source.problem(path, error.message)
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:].rstrip(".")
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

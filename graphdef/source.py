@@ -1,0 +1,118 @@
+"""Read YAML safely, keeping where every value sits so errors can point at file:line:column.
+
+PyYAML's `safe_load` forgets positions and silently keeps the last of duplicate keys;
+here we compose the node tree ourselves (safe tags only) and build plain Python data
+alongside a map from document path to position.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import GraphDefError, Problem
+
+MAX_VALUES = 1_000_000  # stops alias bombs ("billion laughs") before they expand
+
+
+def format_path(path: tuple) -> str:
+    """('nodes', 'h1', 'inputs', 1) -> 'nodes.h1.inputs[1]'."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+@dataclass
+class Source:
+    """A document's data together with where each of its values was written."""
+
+    data: object
+    file: str | None = None
+    positions: dict = field(default_factory=dict)  # path tuple -> (line, column), 1-based
+
+    def problem(self, path: tuple, message: str, hint: str | None = None) -> Problem:
+        """A Problem located at `path`, or at its nearest written ancestor."""
+        at = tuple(path)
+        while at and at not in self.positions:
+            at = at[:-1]
+        line, column = self.positions.get(at, (None, None))
+        return Problem(message, self.file, line, column, format_path(tuple(path)) or None, hint)
+
+
+def read_file(path) -> Source:
+    """Read and parse a YAML model file; any failure is a GraphDefError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GraphDefError(Problem("file not found", str(path), hint="check the path")) from None
+    except IsADirectoryError:
+        raise GraphDefError(Problem("is a directory, not a model file", str(path))) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GraphDefError(Problem(f"cannot read file: {e}", str(path))) from None
+    return parse(text, str(path))
+
+
+def parse(text: str, file: str | None = None) -> Source:
+    """Parse YAML text into a Source; syntax errors, unsafe tags and duplicate keys raise."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        source = Source(None, file)
+        builder = _Builder(loader, source)
+        source.data = builder.build(root, ())
+    except RecursionError:
+        raise GraphDefError(Problem("document is nested too deeply", file, hint="flatten the YAML")) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise GraphDefError(Problem(f"invalid YAML: {e.problem or e.context}", file,
+                                    mark.line + 1 if mark else None,
+                                    mark.column + 1 if mark else None,
+                                    hint="fix the YAML syntax")) from None
+    except yaml.YAMLError as e:
+        raise GraphDefError(Problem(f"invalid YAML: {e}", file)) from None
+    finally:
+        loader.dispose()
+    if builder.problems:
+        raise GraphDefError(builder.problems)
+    return source
+
+
+class _Builder:
+    def __init__(self, loader, source: Source):
+        self.loader, self.source, self.count = loader, source, 0
+        self.problems: list[Problem] = []
+
+    def build(self, node, path: tuple):
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise GraphDefError(self.source.problem(path, f"document expands to more than {MAX_VALUES:,} values",
+                                                    "remove deeply nested YAML aliases"))
+        if node is None:
+            return None
+        self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+    def _mapping(self, node, path: tuple) -> dict:
+        self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        out = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise GraphDefError(self.source.problem(path, "mapping keys must be plain scalars"))
+            if key in out:
+                first = self.source.positions.get(path + (key,), ("?",))[0]
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                self.problems.append(Problem(f"duplicate key '{key}' (first defined on line {first})",
+                                             self.source.file, line, col, format_path(path + (key,)),
+                                             "keep only one of them"))
+                continue
+            self.source.positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = self.build(value_node, path + (key,))
+        return out
