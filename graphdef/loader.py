@@ -53,12 +53,11 @@ class _Loader:
         self._declare()
         self._connect()
         self._check_targets()
-        if not self.problems:
-            self._check_cycles()
+        self._check_cycles()
         if not self.problems:
             self._infer_shapes()
         if self.problems:
-            raise GraphDefError(self.problems)
+            raise GraphDefError(sorted(self.problems, key=lambda p: (p.line or 0, p.column or 0)))
         return Model(self.graph, self.doc, self.source)
 
     # -- vertices -------------------------------------------------------------
@@ -148,8 +147,8 @@ class _Loader:
         return op
 
     def _attrs(self, path, op, spec) -> dict:
-        """The node's attributes, defaults filled in, so every rule sees every attribute."""
-        attrs = {a.name: a.default for a in op.attrs.values() if a.default is not REQUIRED}
+        """The node's attributes, checked, with defaults filled in so every rule sees every one."""
+        attrs = {}
         for key, value in spec.items():
             if key in NODE_KEYS:
                 continue
@@ -162,11 +161,11 @@ class _Loader:
                 self.error(path + (key,), f"attribute '{key}' of op '{op.name}' must be {attr.type_name()}, "
                            f"got {value!r}", f"usage: {op.signature()}")
             else:
-                attrs[key] = tuple(value) if isinstance(value, list) else value
+                attrs[key] = value
         for attr in op.attrs.values():
             if attr.default is REQUIRED and attr.name not in spec:
                 self.error(path, f"op '{op.name}' needs attribute '{attr.name}'", f"usage: {op.signature()}")
-        return attrs
+        return op.bind(attrs)
 
     def _check_targets(self):
         for i, name in enumerate(self.doc["outputs"]):
@@ -194,7 +193,7 @@ class _Loader:
             shapes = [self.graph.nodes[a]["shape"] for a in v["args"]]
             try:
                 v["shape"] = v["op"].shape(*shapes, **v["attrs"])
-            except ValueError as e:
+            except (ValueError, TypeError, IndexError) as e:
                 v["shape"] = None
                 given = ", ".join(f"{a} {show_shape(s)}" for a, s in zip(v["args"], shapes))
                 self.error(("nodes", name), f"{e}", f"inputs: {given}")

@@ -14,6 +14,7 @@ import yaml
 from .errors import GraphDefError, Problem
 
 MAX_VALUES = 1_000_000  # stops alias bombs ("billion laughs") before they expand
+PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
 
 
 def format_path(path: tuple) -> str:
@@ -70,7 +71,7 @@ def parse(text: str, file: str | None = None) -> Source:
         raise GraphDefError(Problem(f"invalid YAML: {e.problem or e.context}", file,
                                     mark.line + 1 if mark else None,
                                     mark.column + 1 if mark else None,
-                                    hint="fix the YAML syntax")) from None
+                                    hint="fix the YAML at this position")) from None
     except yaml.YAMLError as e:
         raise GraphDefError(Problem(f"invalid YAML: {e}", file)) from None
     finally:
@@ -93,6 +94,9 @@ class _Builder:
         if node is None:
             return None
         self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if node.tag not in PLAIN_TAGS:
+            raise yaml.MarkedYAMLError(problem=f"tag '{node.tag}' is not allowed: graphdef reads plain YAML only",
+                                       problem_mark=node.start_mark)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):

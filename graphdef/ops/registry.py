@@ -59,6 +59,12 @@ class Op:
     def __repr__(self):
         return f"<op {self.signature()}>"
 
+    def bind(self, given: dict) -> dict:
+        """Keyword arguments for the rules: defaults filled in, YAML lists as tuples (what numpy takes)."""
+        attrs = {a.name: a.default for a in self.attrs.values() if a.default is not REQUIRED}
+        attrs.update({k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+        return attrs
+
     @property
     def arity(self) -> int:
         return len(self.args)
@@ -77,8 +83,8 @@ def ex(*shapes, **attrs) -> tuple:
     return (shapes, attrs)
 
 
-def broadcast_shape(*shapes):
-    """numpy broadcasting on static shapes with unknown (None) dimensions."""
+def broadcast_shape(*shapes, **attrs):
+    """numpy broadcasting on static shapes with unknown (None) dimensions; the default shape rule."""
     if any(s is None for s in shapes):
         return None
     out = []

@@ -1,0 +1,75 @@
+"""The command line: each command is a thin layer over the API."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import MODELS
+
+LECTURE = MODELS / "lecture.yaml"
+
+
+def test_grad_shows_value_48_and_gradient_6_14(cli):
+    code, out, err = cli("grad", LECTURE, "--at", "a=3", "--at", "b=5")
+    assert code == 0, err
+    assert out.splitlines() == ["e = 48", "∂e/∂a = 6", "∂e/∂b = 14"]
+
+
+@pytest.mark.parametrize("method", ["reverse", "paths", "numeric"])
+def test_grad_json_by_every_method(cli, method):
+    code, out, _ = cli("grad", LECTURE, "--at", "a=3", "--at", "b=5", "--method", method, "--json")
+    result = json.loads(out)
+    assert code == 0 and result["value"] == 48 and result["of"] == "e"
+    assert result["gradients"] == pytest.approx({"a": 6, "b": 14}, rel=1e-7)
+
+
+def test_grad_of_and_wrt(cli):
+    code, out, _ = cli("grad", LECTURE, "--at", "a=3", "--at", "b=5", "--of", "d", "--wrt", "b", "--json")
+    assert code == 0 and json.loads(out) == {"of": "d", "method": "reverse", "value": 6.0, "gradients": {"b": 1.0}}
+
+
+def test_run_prints_outputs(cli):
+    code, out, _ = cli("run", LECTURE, "--at", "a=3", "--at", "b=5")
+    assert code == 0 and out == "e = 48\n"
+    code, out, _ = cli("run", MODELS / "mlp.yaml", "--at", "x=[[1, 0.5], [0, 1]]", "--at", "y=[[1, 0], [0, 1]]",
+                       "--json")
+    outputs = json.loads(out)["outputs"]
+    assert np.array(outputs["probs"]).shape == (2, 2) and isinstance(outputs["E"], float)
+
+
+def test_inputs_from_npz_and_json_with_at_overriding(cli, tmp_path):
+    np.savez(tmp_path / "in.npz", a=np.array(3.0), b=np.array(1.0))
+    (tmp_path / "in.json").write_text(json.dumps({"a": 3, "b": 5}))
+    assert cli("run", LECTURE, "--inputs", tmp_path / "in.json")[1] == "e = 48\n"
+    assert cli("run", LECTURE, "--inputs", tmp_path / "in.npz", "--at", "b=5")[1] == "e = 48\n"
+
+
+def test_validate_reports_each_file(cli, write):
+    bad = write("graphdef: 1\nname: b\noutputs: [x]\n")
+    code, out, err = cli("validate", LECTURE, MODELS / "mlp.yaml", bad)
+    assert code == 1
+    assert "ok: " in out and out.count("ok: ") == 2
+    assert f"{bad}:3:" in err and "undefined output 'x'" in err
+
+
+def test_every_model_validates(cli):
+    code, out, err = cli("validate", *sorted(MODELS.glob("*.yaml")))
+    assert code == 0, err
+
+
+def test_ops_lists_every_op_with_signature_and_doc(cli):
+    from graphdef import OPS
+    code, out, _ = cli("ops")
+    assert code == 0
+    for op in OPS.values():
+        assert op.signature() in out and op.doc in out
+
+
+def test_schema_prints_the_json_schema(cli):
+    code, out, _ = cli("schema")
+    assert code == 0 and json.loads(out)["$schema"].endswith("2020-12/schema")
+
+
+def test_help_exits_0(cli):
+    code, out, _ = cli("--help")
+    assert code == 0 and "validate" in out and "grad" in out

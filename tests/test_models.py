@@ -1,0 +1,66 @@
+"""The lecture's worked numbers, reproduced from the files in models/."""
+import numpy as np
+import pytest
+
+import graphdef
+from conftest import MODELS
+
+LECTURE_AT = {"a": 3, "b": 5}
+NETWORK_AT = {"x1": 1.0, "x2": 0.5, "y1": 1.0, "y2": 0.0}
+
+
+def test_lecture_values_match_section_3():
+    values = graphdef.load(MODELS / "lecture.yaml").forward(LECTURE_AT)
+    assert [float(values[v]) for v in "abcde"] == [3, 5, 8, 6, 48]
+
+
+@pytest.mark.parametrize("method", ["reverse", "paths", "numeric"])
+def test_lecture_gradient_is_6_14_by_every_method(method):
+    grads = graphdef.load(MODELS / "lecture.yaml").gradients(LECTURE_AT, of="e", method=method)
+    np.testing.assert_allclose([grads["a"], grads["b"]], [6, 14], rtol=1e-7)
+
+
+@pytest.mark.parametrize("name, at", [("chain.yaml", {"a": 0.7, "b": -1.3}),
+                                      ("lecture_network.yaml", NETWORK_AT)])
+def test_three_methods_agree(name, at):
+    model = graphdef.load(MODELS / name)
+    reverse, paths, numeric = (model.gradients(at, method=m) for m in graphdef.model.METHODS)
+    for w in reverse:
+        np.testing.assert_allclose(paths[w], reverse[w], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(numeric[w], reverse[w], rtol=1e-6, atol=1e-8)
+
+
+def test_chain_has_one_path_per_variable():
+    from graphdef.paths import count_paths
+    graph = graphdef.load(MODELS / "chain.yaml").graph
+    assert count_paths(graph, "a", "f") == count_paths(graph, "b", "f") == 1
+
+
+def test_scalar_network_equals_tensor_network():
+    scalar, tensor = graphdef.load(MODELS / "lecture_network.yaml"), graphdef.load(MODELS / "mlp.yaml")
+    x, y = [NETWORK_AT["x1"], NETWORK_AT["x2"]], [NETWORK_AT["y1"], NETWORK_AT["y2"]]
+    vs, gs = scalar.value_and_gradients(NETWORK_AT)
+    vt, gt = tensor.value_and_gradients({"x": x, "y": y})
+    assert vs["E"] == pytest.approx(float(vt["E"]), rel=1e-12)
+    np.testing.assert_allclose([vs["e1"], vs["e2"]], vt["probs"], rtol=1e-12)
+    as_matrix = {"W1": [["w1", "w1p"], ["w2p", "w2"]], "b1": ["b1", "b2"],
+                 "W2": [["w3", "w3p"], ["w4", "w4p"]], "b2": ["b3", "b4"]}
+    for tensor_name, scalar_names in as_matrix.items():
+        expected = np.vectorize(lambda n: float(gs[n]))(np.array(scalar_names))
+        np.testing.assert_allclose(gt[tensor_name], expected, rtol=1e-12, err_msg=tensor_name)
+    np.testing.assert_allclose(gt["x"], [gs["x1"], gs["x2"]], rtol=1e-12)
+
+
+def test_batch_loss_is_the_mean_of_sample_losses():
+    model = graphdef.load(MODELS / "mlp.yaml")
+    xs, ys = np.array([[1.0, 0.5], [-0.4, 2.0], [0.3, 0.3]]), np.eye(2)[[0, 1, 1]]
+    batch = model.forward({"x": xs, "y": ys})["E"]
+    singles = [model.forward({"x": x, "y": y})["E"] for x, y in zip(xs, ys)]
+    assert float(batch) == pytest.approx(np.mean(singles), rel=1e-12)
+
+
+def test_every_model_file_starts_with_the_schema_line():
+    for path in MODELS.glob("*.yaml"):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path.name
+        graphdef.load(path)
