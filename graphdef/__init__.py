@@ -10,6 +10,8 @@ from .loader import load, loads
 from .model import Model
 from .ops import OPS, register_op
 from .schema import schema
+from .training import evaluate, predict, train
 
-__all__ = ["GraphDefError", "Model", "OPS", "Problem", "load", "loads", "register_op", "schema"]
+__all__ = ["GraphDefError", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict", "register_op",
+           "schema", "train"]
 __version__ = "0.1.0"

@@ -5,6 +5,8 @@ main(argv, stdout, stderr) -> exit code: 0 success, 1 invalid model or data, 2 u
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -12,12 +14,14 @@ import sys
 import numpy as np
 import yaml
 
-from . import load
+from . import evaluate, load, predict, train
 from .data import read_arrays
 from .errors import GraphDefError
 from .model import METHODS
 from .ops import OPS
 from .schema import schema_text
+from .serialize import atomic_write
+from .training.optimizers import DEFAULTS as OPTIMIZERS
 
 
 class UsageError(Exception):
@@ -106,6 +110,45 @@ def cmd_grad(args, out, err):
             print(f"∂{of}/∂{name} = {_fmt(g)}", file=out)
 
 
+def cmd_train(args, out, err):
+    if (args.model is None) == (args.resume is None):
+        raise UsageError("give a MODEL to train, or --resume RUN_DIR to continue a run (not both)")
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "optimizer", "batch_size", "seed")}
+    history = train(args.model, args.data, run_dir=args.output, resume=args.resume, force=args.force,
+                    out=err, **overrides)
+    if args.json:
+        print(json.dumps({"run_dir": str(history.run_dir), "status": history.status, "history": list(history)}),
+              file=out)
+    return 130 if history.status == "interrupted" else 0
+
+
+def cmd_eval(args, out, err):
+    result = evaluate(load(args.model), args.data)
+    if args.json:
+        print(json.dumps(result), file=out)
+    else:
+        print("  ".join(f"{k} {_fmt(v)}" for k, v in result.items()), file=out)
+
+
+def cmd_predict(args, out, err):
+    predictions = predict(load(args.model), args.data)
+    columns = {}
+    for name, values in predictions.items():
+        flat = values.reshape(len(values), -1)
+        columns |= {name: flat[:, 0]} if values.ndim == 1 else {f"{name}[{i}]": flat[:, i] for i in range(flat.shape[1])}
+    if len(predictions) == 1 and next(iter(predictions.values())).ndim == 2:
+        columns["class"] = np.argmax(next(iter(predictions.values())), axis=-1)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*(c.tolist() for c in columns.values())))
+    if args.output:
+        atomic_write(args.output, text.getvalue().encode())
+        print(f"wrote {len(next(iter(columns.values())))} predictions to {args.output}", file=err)
+    else:
+        out.write(text.getvalue())
+
+
 def cmd_ops(args, out, err):
     for op in sorted(OPS.values(), key=lambda o: o.name):
         print(f"{op.signature()}\n    {op.doc}", file=out)
@@ -163,6 +206,30 @@ def _build_parser(out) -> argparse.ArgumentParser:
             p.add_argument("--of", metavar="NODE", help="vertex to differentiate (default: loss, else the output)")
             p.add_argument("--wrt", nargs="+", metavar="NAME", help="inputs/parameters (default: all)")
             p.add_argument("--method", choices=METHODS, default="reverse")
+
+    data_help = "built-in data set (xor, moons, spirals, digits) or a .csv/.npz file"
+    p = command("train", cmd_train, "train a model and save it in a run directory")
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    p.add_argument("--data", help=data_help + " (default: the model's training.data)")
+    p.add_argument("--epochs", type=int, metavar="N")
+    p.add_argument("--lr", type=float, metavar="X", help="learning rate")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help="replaces the model's optimizer settings")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="where to save (default: runs/NAME, never reused)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument("--json", action="store_true", help="print the history as one JSON object")
+
+    p = command("eval", cmd_eval, "loss and metrics of a (trained) model")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--data", help=data_help + " (default: the held-out split of its training data)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = command("predict", cmd_predict, "predictions of a (trained) model, as CSV")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("-o", "--output", metavar="FILE.csv", help="write here instead of standard output")
 
     command("ops", cmd_ops, "list the registered ops")
     command("schema", cmd_schema, "print the JSON Schema of the model format")

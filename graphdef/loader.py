@@ -6,6 +6,11 @@ After this the interpreter trusts the graph.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 
@@ -21,30 +26,35 @@ SECTIONS = {"inputs": "input", "parameters": "parameter", "constants": "constant
 NODE_KEYS = ("op", "inputs", "description")
 
 
-def load(path, *, seed: int = 0) -> Model:
-    """Load and validate a model file; parameters with an `init` are drawn with `seed`."""
-    return build(read_file(path), seed=seed)
+def load(path, *, seed: int = 0, allow_outside_weights: bool = False) -> Model:
+    """Load and validate a model file; parameters with an `init` are drawn with `seed`.
+
+    A trained model's weights file must sit in the model's folder (or below it) unless
+    `allow_outside_weights` is set: a shared model file cannot make graphdef read elsewhere.
+    """
+    return build(read_file(path), seed=seed, allow_outside_weights=allow_outside_weights)
 
 
-def loads(text: str, *, seed: int = 0, file: str | None = None) -> Model:
-    """Load and validate a model from YAML text."""
-    return build(parse(text, file), seed=seed)
+def loads(text: str, *, seed: int = 0, file: str | None = None, allow_outside_weights: bool = False) -> Model:
+    """Load and validate a model from YAML text (weights files are then relative to the working folder)."""
+    return build(parse(text, file), seed=seed, allow_outside_weights=allow_outside_weights)
 
 
-def build(source: Source, *, seed: int = 0) -> Model:
+def build(source: Source, *, seed: int = 0, allow_outside_weights: bool = False) -> Model:
     problems = schema.check(source)
     if problems:
         raise GraphDefError(problems)
-    return _Loader(source, seed).model()
+    return _Loader(source, seed, allow_outside_weights).model()
 
 
 class _Loader:
-    def __init__(self, source: Source, seed: int):
+    def __init__(self, source: Source, seed: int, allow_outside_weights: bool):
         self.source, self.doc = source, source.data
         self.dtype = np.dtype(self.doc.get("dtype", "float64"))
         self.rng = np.random.default_rng(seed)
         self.graph = nx.MultiDiGraph()
         self.problems = []
+        self.weights = _Weights(source, allow_outside_weights) if "weights" in self.doc else None
 
     def error(self, path: tuple, message: str, hint: str | None = None):
         self.problems.append(self.source.problem(path, message, hint))
@@ -79,7 +89,9 @@ class _Loader:
 
     def _parameter(self, name, spec):
         path = ("parameters", name)
-        if "value" in spec:
+        if "weights" in spec:
+            value = self._stored(path, spec)
+        elif "value" in spec:
             value = self._array(path + ("value",), spec["value"])
             if value is not None and "shape" in spec and list(value.shape) != spec["shape"]:
                 self.error(path + ("shape",), f"value has shape {list(value.shape)} but shape says {spec['shape']}",
@@ -92,6 +104,25 @@ class _Loader:
                 self.error(path + ("init",), "initializer setting does not apply to this initializer",
                            "normal takes mean, std; uniform takes low, high; constant takes value; others none")
         return {"value": value, "shape": None if value is None else value.shape}
+
+    def _stored(self, path, spec):
+        if self.weights is None:
+            self.error(path + ("weights",), "the parameter refers to a weights file, but the model names none",
+                       "add `weights: {file: weights.npz}` at the top level")
+            return None
+        try:
+            value = self.weights.array(spec["weights"])
+        except GraphDefError as e:
+            self.problems += e.errors
+            return None
+        if value is None:
+            self.error(path + ("weights",), f"array '{spec['weights']}' is missing from {self.weights.path.name}",
+                       "the weights file does not belong to this model; save the model again")
+        elif list(value.shape) != spec["shape"] or not np.issubdtype(value.dtype, np.floating):
+            self.error(path, f"stored array has shape {list(value.shape)} and dtype {value.dtype}, "
+                       f"expected shape {spec['shape']} of floats", "the weights file does not match this model")
+            value = None
+        return None if value is None else value.astype(self.dtype)
 
     def _constant(self, name, spec):
         value = self._array(("constants", name), spec)
@@ -202,3 +233,38 @@ class _Loader:
             self.error(("loss",), f"loss '{loss}' must be a scalar, its shape is {show_shape(self.graph.nodes[loss]['shape'])}",
                        "reduce it with sum or mean")
 
+
+
+class _Weights:
+    """The weights file of a trained model: found, confined to the model's folder, hash-checked, read once."""
+
+    def __init__(self, source: Source, allow_outside: bool):
+        self.source, self.allow_outside, self.arrays = source, allow_outside, None
+        base = Path(source.file).resolve().parent if source.file else Path.cwd()
+        self.base, self.path = base, (base / source.data["weights"]["file"]).resolve()
+
+    def fail(self, key, message, hint=None):
+        raise GraphDefError(self.source.problem(("weights", key), message, hint))
+
+    def array(self, key: str):
+        if self.arrays is None:
+            self.arrays = self._read()
+        return self.arrays.get(key)
+
+    def _read(self) -> dict:
+        if not self.allow_outside and not self.path.is_relative_to(self.base):
+            self.fail("file", f"weights file {self.path} is outside the model's folder",
+                      "move it beside the model, or allow it explicitly (allow_outside_weights)")
+        try:
+            blob = self.path.read_bytes()
+        except OSError as e:
+            self.fail("file", f"cannot read weights file {self.path}: {e.strerror or e}", "check the path")
+        expected = self.source.data["weights"].get("sha256")
+        if expected and hashlib.sha256(blob).hexdigest() != expected:
+            self.fail("sha256", f"weights file {self.path.name} does not match its SHA-256",
+                      "the file was changed or corrupted; save or train the model again")
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            self.fail("file", f"weights file {self.path.name} is unreadable: {e}", "it is truncated or corrupted")

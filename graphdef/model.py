@@ -1,10 +1,12 @@
 """A loaded, validated model: its NetworkX graph, its values, and the three gradient methods."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 
-from . import interpreter, paths
+from . import interpreter, paths, serialize
 from .errors import GraphDefError, Problem, did_you_mean
 from .interpreter import Step, StepError
 from .ops.registry import show_shape
@@ -37,6 +39,10 @@ class Model:
                            for n in order if graph.nodes[n]["kind"] == "node")
         self._plans = {}
 
+    def save(self, directory) -> Path:
+        """Write model.yaml and weights.npz into `directory` (atomically); returns the model.yaml path."""
+        return serialize.save(self, directory)
+
     def __repr__(self):
         return f"<graphdef.Model '{self.name}': {len(self.graph)} vertices, outputs {self.outputs}>"
 
@@ -45,9 +51,17 @@ class Model:
 
     # -- running ------------------------------------------------------------------
 
-    def forward(self, inputs: dict, params: dict | None = None) -> dict:
-        """Every vertex's value (numpy arrays) for the given inputs (and parameter overrides)."""
-        return _arrays(self._run(self._feed(inputs, params)))
+    def forward(self, inputs: dict, params: dict | None = None, outputs=None) -> dict:
+        """Every vertex's value (numpy arrays) for the given inputs (and parameter overrides).
+
+        With `outputs`, only what those vertices need is computed, and only their inputs are required.
+        """
+        needed = None if outputs is None else [n for n in self.inputs if n in self.ancestors(outputs)]
+        return _arrays(self.run_unchecked(self._feed(inputs, params, needed), outputs))
+
+    def ancestors(self, names) -> set:
+        """The vertices that `names` depend on, themselves included."""
+        return set(names).union(*(nx.ancestors(self.graph, n) for n in names))
 
     def gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse") -> dict:
         """∂of/∂w for each w in wrt (default: every input and parameter).
@@ -64,17 +78,34 @@ class Model:
         if method not in METHODS:
             raise GraphDefError(Problem(f"unknown gradient method '{method}'", hint=f"use one of: {', '.join(METHODS)}"))
         env = self._feed(inputs)
-        values = self._run(dict(env))
         if method == "numeric":
-            return _arrays(values), self._numeric(env, of, wrt)
-        steps, wanted = self._backward_plan(of, tuple(wrt))
+            return _arrays(self.run_unchecked(dict(env))), self._numeric(env, of, wrt)
         if method == "paths":
+            values = self.run_unchecked(dict(env))
+            steps, wanted = self._backward_plan(of, tuple(wrt))
             return _arrays(values), paths.path_gradients(self.graph, steps, values, of, wrt, wanted)
-        grads = self._guarded(interpreter.backward, steps, values, of, wanted)
-        return _arrays(values), {w: np.asarray(grads.get(w, np.zeros_like(values[w]))) for w in wrt}
+        values, grads = self.backprop(env, of, wrt)
+        return _arrays(values), {w: np.asarray(g) for w, g in grads.items()}
 
-    def _run(self, env: dict) -> dict:
-        return self._guarded(interpreter.forward, self.steps, env)
+    def run_unchecked(self, env: dict, outputs=None) -> dict:
+        """Forward over an environment already holding the inputs, parameters and constants (no checks)."""
+        return self._guarded(interpreter.forward, self._forward_plan(tuple(outputs or ())), env)
+
+    def _forward_plan(self, outputs: tuple):
+        """The steps that computing `outputs` needs (all steps when none are named)."""
+        if not outputs:
+            return self.steps
+        if ("forward", outputs) not in self._plans:
+            needed = self.ancestors(outputs)
+            self._plans[("forward", outputs)] = tuple(s for s in self.steps if s.name in needed)
+        return self._plans[("forward", outputs)]
+
+    def backprop(self, env: dict, of: str, wrt) -> tuple[dict, dict]:
+        """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked)."""
+        values = self.run_unchecked(env)
+        steps, wanted = self._backward_plan(of, tuple(wrt))
+        grads = self._guarded(interpreter.backward, steps, values, of, wanted)
+        return values, {w: grads[w] if w in grads else np.zeros_like(values[w]) for w in wrt}
 
     def _guarded(self, visit, *args):
         with np.errstate(all="ignore"):
@@ -86,9 +117,9 @@ class Model:
 
     def _backward_plan(self, of: str, wrt: tuple):
         """The steps and vertices on some path from a wrt vertex to `of`: all backward needs to visit."""
-        if (of, wrt) not in self._plans:
-            self._plans[(of, wrt)] = self._restrict(of, wrt)
-        return self._plans[(of, wrt)]
+        if ("backward", of, wrt) not in self._plans:
+            self._plans[("backward", of, wrt)] = self._restrict(of, wrt)
+        return self._plans[("backward", of, wrt)]
 
     def _restrict(self, of: str, wrt: tuple):
         ancestors = nx.ancestors(self.graph, of) | {of}
@@ -100,7 +131,7 @@ class Model:
 
     def _numeric(self, env: dict, of: str, wrt) -> dict:
         env = {k: np.array(v, dtype=np.float64) for k, v in env.items()}
-        total = lambda: float(np.sum(self._run(dict(env))[of]))  # noqa: E731
+        total = lambda: float(np.sum(self.run_unchecked(dict(env))[of]))  # noqa: E731
         grads = {}
         for w in wrt:
             x, g = env[w], np.zeros_like(env[w])
@@ -116,8 +147,8 @@ class Model:
 
     # -- checking what the caller asked for -------------------------------------------
 
-    def _feed(self, inputs: dict, params: dict | None = None) -> dict:
-        """The starting environment: constants, parameters and validated inputs."""
+    def _feed(self, inputs: dict, params: dict | None = None, needed=None) -> dict:
+        """The starting environment: constants, parameters and validated inputs (all, or those needed)."""
         if not isinstance(inputs, dict):
             raise GraphDefError("inputs must be a mapping: name -> value")
         problems = [Problem(f"unknown input '{n}'", hint=did_you_mean(n, self.inputs)
@@ -125,6 +156,8 @@ class Model:
                     for n in inputs if n not in self.inputs]
         env = {**self.constants, **self.parameters, **(params or {})}
         for name, shape in self.inputs.items():
+            if needed is not None and name not in needed and name not in inputs:
+                continue
             if name not in inputs:
                 problems.append(self.problem(name, f"missing input '{name}'", f"give a value for '{name}'"))
                 continue
@@ -174,9 +207,11 @@ class Model:
         """A Problem located where `vertex` is declared in the model file."""
         section = {"input": "inputs", "parameter": "parameters", "constant": "constants", "node": "nodes"}
         kind = self.graph.nodes[vertex]["kind"] if vertex in self.graph else None
-        if self.source is None or kind not in section:
-            return Problem(message, hint=hint)
-        return self.source.problem((section[kind], vertex), message, hint)
+        return self.locate((section[kind], vertex) if kind in section else (), message, hint)
+
+    def locate(self, path: tuple, message: str, hint: str | None = None) -> Problem:
+        """A Problem at `path` in the model file (unlocated for a model built from data)."""
+        return self.source.problem(path, message, hint) if self.source else Problem(message, hint=hint)
 
 
 def _arrays(env: dict) -> dict:

@@ -1,0 +1,4 @@
+"""`python -m graphdef` is the `graphdef` command."""
+from .cli import console
+
+console()

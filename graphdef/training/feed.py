@@ -1,0 +1,116 @@
+"""From a data source to arrays for the model's inputs, checked before any training starts.
+
+A source is a built-in name or a .csv/.npz file. Each model input takes an array (or a
+stack of columns) named in `training.data.inputs`, by default the array of its own name;
+integer class labels become one-hot vectors where the input expects them.
+"""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+
+from ..data import read_arrays
+from ..errors import GraphDefError, did_you_mean
+from .datasets import BUILTIN
+
+MAPPING_PATH = ("training", "data", "inputs")
+
+
+def read_source(source, base_dir=None) -> dict:
+    """name -> array for a built-in data set name, a file path, or an in-memory dict of arrays."""
+    if isinstance(source, dict):
+        return {k: np.asarray(v) for k, v in source.items()}
+    if source in BUILTIN:
+        return BUILTIN[source]()
+    path = Path(source)
+    if not path.is_absolute() and base_dir is not None and not path.exists():
+        path = Path(base_dir) / path
+    if path.suffix not in (".csv", ".npz"):
+        hint = did_you_mean(source, BUILTIN) or f"built-in data sets: {', '.join(BUILTIN)}; or a .csv/.npz file"
+        raise GraphDefError(f"unknown data source '{source}' ({hint})")
+    return read_arrays(path)
+
+
+def feed(model, data: dict, mapping: dict | None, names) -> dict:
+    """Arrays (one row per sample, model dtype) for the inputs `names`; all problems reported together."""
+    mapping, feeds, problems = mapping or {}, {}, []
+    for name in names:
+        spec = mapping.get(name, name)
+        try:
+            feeds[name] = _checked(model, name, _select(data, spec, model.inputs[name]))
+        except _DataError as e:
+            problems.append(model.locate(MAPPING_PATH + (name,) if name in mapping else ("inputs", name),
+                                         f"data for input '{name}': {e}", e.hint))
+    sizes = {name: len(a) for name, a in feeds.items()}
+    if len(set(sizes.values())) > 1:
+        problems.append(model.locate(MAPPING_PATH, f"inputs get different numbers of samples: {sizes}"))
+    if problems:
+        raise GraphDefError(problems)
+    return feeds
+
+
+class _DataError(Exception):
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _select(data: dict, spec, shape) -> np.ndarray:
+    spec = spec if isinstance(spec, dict) else {"from": spec}
+    names = _columns(data, spec["from"])
+    arrays = [np.asarray(data[n]) for n in names]
+    if any(a.ndim == 0 for a in arrays):
+        raise _DataError("a data array must have one row per sample")
+    x = arrays[0] if isinstance(spec["from"], str) else np.stack(arrays, axis=-1)
+    one_hot = spec.get("one_hot", "auto")
+    if one_hot == "auto":
+        one_hot = shape is not None and len(shape) >= 1 and x.ndim == len(shape) and _is_labels(x)
+        one_hot = shape[-1] if one_hot else False
+    if one_hot is not False:
+        x = _one_hot(x, shape[-1] if one_hot is True and shape else one_hot)
+    if "index" in spec:
+        if not -x.shape[-1] <= spec["index"] < x.shape[-1]:
+            raise _DataError(f"index {spec['index']} is out of range for size {x.shape[-1]}")
+        x = x[..., spec["index"]]
+    return x * spec["scale"] if "scale" in spec else x
+
+
+def _columns(data: dict, wanted) -> list:
+    names = []
+    for pattern in [wanted] if isinstance(wanted, str) else wanted:
+        found = fnmatch.filter(data, pattern) if any(c in pattern for c in "*?[") else [pattern] * (pattern in data)
+        if not found:
+            raise _DataError(f"no array or column named '{pattern}'",
+                             did_you_mean(pattern, data) or f"available: {', '.join(list(data)[:12])}")
+        names += found
+    return names
+
+
+def _is_labels(x: np.ndarray) -> bool:
+    return np.issubdtype(x.dtype, np.integer) or (np.all(np.isfinite(x)) and np.all(x == np.round(x)))
+
+
+def _one_hot(x: np.ndarray, classes) -> np.ndarray:
+    if classes is True or classes is None or classes < 1:
+        raise _DataError("one_hot needs the number of classes (or an input shape that gives it)")
+    if not _is_labels(x) or x.size and (x.min() < 0 or x.max() >= classes):
+        raise _DataError(f"one_hot needs class indices 0..{classes - 1}",
+                         "check the label column, or the number of classes in the input's shape")
+    return np.eye(classes)[x.astype(np.int64)]
+
+
+def _checked(model, name: str, x: np.ndarray) -> np.ndarray:
+    shape = model.inputs[name]
+    if shape is not None and (x.ndim != len(shape) + 1 or any(d not in (None, a) for a, d in zip(x.shape[1:], shape))):
+        raise _DataError(f"samples have shape {list(x.shape[1:])}, the input expects {list(shape)}",
+                         "map other columns to it, or fix the input's shape")
+    try:
+        x = x.astype(model.dtype)
+    except (ValueError, TypeError):
+        raise _DataError("values are not numeric") from None
+    bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
+    if len(bad):
+        raise _DataError(f"NaN or infinity in sample {int(bad[0][0])}", "clean the data before training")
+    return x

@@ -1,0 +1,393 @@
+"""The training loop: shuffled minibatches, optimizer steps, metrics, checkpoints, early stopping.
+
+Everything random is derived from the seed and the epoch number, and everything else a
+run depends on is in its checkpoints, so an interrupted run resumes bit for bit.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import serialize
+from ..errors import GraphDefError, Problem
+from ..loader import build, load
+from ..source import Source
+from . import checkpoint
+from .config import TrainConfig, resolve
+from .feed import feed, read_source
+from .optimizers import Optimizer, clip_by_norm, scheduled_lr
+
+EVAL_CHUNK = 4096
+
+
+class History(list):
+    """One dict per finished epoch; `.model`, `.run_dir`, `.status` (finished, early stopped,
+    interrupted) and, with early stopping, `.best_epoch` (whose weights were kept)."""
+
+    model = run_dir = status = best_epoch = None
+
+
+def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = False, callback=None,
+          out=None, **overrides) -> History:
+    """Train a model (a Model or a path) and save it in a run directory; returns the history.
+
+    data: a built-in name (xor, moons, spirals, digits), a .csv/.npz path, or a dict of arrays;
+    default: the model's `training.data`. Other settings of the training block can be given
+    as keyword overrides (epochs=, lr=, optimizer=, batch_size=, seed=, ...).
+    resume: a run directory to continue from its newest checkpoint.
+    callback(progress) is called after every batch; returning True stops the run as Ctrl-C does.
+    """
+    out = out or sys.stderr
+    data = str(data) if isinstance(data, Path) else data
+    if resume is not None:
+        return _Run.resumed(Path(resume), data, overrides, out).fit(callback)
+    if not hasattr(model, "graph"):
+        model = load(model, seed=overrides.get("seed") or 0)
+    config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
+    run_dir = _prepare_run_dir(run_dir, model.name, force)
+    return _Run(model, config, _feeds(model, config, data), run_dir, out).fit(callback)
+
+
+def evaluate(model, data=None) -> dict:
+    """Loss and metrics on `data`, or on the held-out split of the model's own training data."""
+    data = str(data) if isinstance(data, Path) else data
+    config = resolve(model, {"data": data if isinstance(data, (str, Path)) else None})
+    feeds = _feeds(model, config, data)
+    rows = len(next(iter(feeds.values())))
+    if data is None and config.validation_split > 0:
+        rows = split(rows, config.seed, config.validation_split)[0]
+    else:
+        rows = np.arange(rows)
+    result = _measure(model, config, feeds, rows, _metrics(config, feeds))
+    return {**result, "samples": int(len(rows))}
+
+
+def predict(model, data) -> dict:
+    """The prediction vertices' values for every sample of `data` (targets are not needed)."""
+    data = str(data) if isinstance(data, Path) else data
+    config = resolve(model, {"data": data if isinstance(data, str) else None})
+    needed = [n for n in model.inputs if n in model.ancestors(config.predictions)]
+    feeds = feed(model, read_source(data, _base(model)), (config.data or {}).get("inputs"), needed)
+    n = len(next(iter(feeds.values()))) if feeds else 0
+    parts = {p: [] for p in config.predictions}
+    for start in range(0, n, EVAL_CHUNK):
+        env = {**model.constants, **model.parameters, **{k: a[start:start + EVAL_CHUNK] for k, a in feeds.items()}}
+        values = model.run_unchecked(env, outputs=config.predictions)
+        for p, chunks in parts.items():
+            chunks.append(values[p])
+    return {p: np.concatenate(chunks) for p, chunks in parts.items()}
+
+
+def split(n: int, seed: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(validation rows, training rows): a seeded permutation, the first `fraction` held out."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction))
+    return order[:n_val], order[n_val:]
+
+
+def _feeds(model, config: TrainConfig, data) -> dict:
+    source = data if isinstance(data, dict) else (config.data or {}).get("source")
+    if source is None:
+        raise GraphDefError(model.locate(("training",), "no training data",
+                                         "give --data (xor, moons, spirals, digits, or a .csv/.npz file) "
+                                         "or set training.data.source"))
+    return feed(model, read_source(source, _base(model)), (config.data or {}).get("inputs"), list(model.inputs))
+
+
+def _base(model) -> Path | None:
+    """The folder relative data paths start from: the model file's."""
+    return Path(model.source.file).resolve().parent if model.source and model.source.file else None
+
+
+def _prepare_run_dir(run_dir, name: str, force: bool) -> Path:
+    if run_dir is None:
+        run_dir, n = Path("runs") / name, 2
+        while run_dir.exists():
+            run_dir, n = Path("runs") / f"{name}-{n}", n + 1
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not force:
+            raise GraphDefError(Problem(f"run directory {run_dir} already exists and is not empty",
+                                        hint="choose another -o, continue it with --resume, or pass --force"))
+        for stale in ("model.yaml", "weights.npz", "metrics.csv"):
+            (run_dir / stale).unlink(missing_ok=True)
+        for old in (run_dir / checkpoint.FOLDER).glob("*.npz"):
+            old.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _metrics(config: TrainConfig, feeds: dict) -> list:
+    if config.metrics is not None:
+        return list(config.metrics)
+    if not config.targets or not config.predictions:
+        return []
+    t = _stack([feeds[n] for n in config.targets])
+    one_hot = t.ndim == 2 and t.shape[1] > 1 and np.all((t == 0) | (t == 1)) and np.all(t.sum(1) == 1)
+    return ["accuracy"] if one_hot else []
+
+
+def _stack(arrays: list) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=-1)
+
+
+def _correct(pred: np.ndarray, target: np.ndarray) -> int:
+    if pred.ndim > 1 and pred.shape[-1] > 1:
+        return int(np.sum(np.argmax(pred, -1) == np.argmax(target, -1)))
+    return int(np.sum((pred > 0.5) == (target > 0.5)))
+
+
+def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, metrics: list) -> dict:
+    """Loss (mean over samples) and metrics on the given rows, forward only, in chunks."""
+    loss_sum = correct = 0.0
+    for start in range(0, len(rows), EVAL_CHUNK):
+        idx = rows[start:start + EVAL_CHUNK]
+        values = model.run_unchecked({**model.constants, **model.parameters, **{n: a[idx] for n, a in feeds.items()}})
+        loss_sum += float(np.mean(values[config.loss])) * len(idx)
+        if metrics:
+            correct += _correct(_stack([values[p] for p in config.predictions]),
+                                _stack([values[t] for t in config.targets]))
+    n = max(len(rows), 1)
+    return {"loss": loss_sum / n, **({"accuracy": correct / n} if "accuracy" in metrics else {})}
+
+
+class _Run:
+    """One training run: the model, its data, and all state a checkpoint must carry."""
+
+    def __init__(self, model, config: TrainConfig, feeds: dict, run_dir: Path, out):
+        self.model, self.config, self.feeds, self.run_dir, self.out = model, config, feeds, run_dir, out
+        n = len(next(iter(feeds.values())))
+        self.val_rows, self.train_rows = split(n, config.seed, config.validation_split)
+        if len(self.train_rows) == 0:
+            raise GraphDefError(f"no training samples left after holding out {config.validation_split:.0%} of {n}")
+        self.metrics = _metrics(config, feeds)
+        self.optimizer = Optimizer(config.optimizer["name"], **{k: v for k, v in config.optimizer.items() if k != "name"})
+        self.params = list(model.parameters)
+        self.history = History()
+        self.epoch = self.batch = 0
+        self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        self.best = {"value": None, "epoch": None, "wait": 0}
+        self.best_params = None
+        self.stop_requested = False
+        self._check_monitor()
+
+    # -- resuming ---------------------------------------------------------------
+
+    @classmethod
+    def resumed(cls, run_dir: Path, data, overrides: dict, out) -> "_Run":
+        arrays, meta, path = checkpoint.latest(run_dir)
+        model = build(Source(meta["doc"], None), seed=meta["doc"]["training"].get("seed", 0))
+        config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
+        run = cls(model, config, _feeds(model, config, data), run_dir, out)
+        run.restore(arrays, meta)
+        print(f"resuming {run_dir} from {path.name} (epoch {run.epoch + 1}, batch {run.batch + 1})", file=out)
+        return run
+
+    def restore(self, arrays: dict, meta: dict) -> None:
+        for name in self.params:
+            self.model.parameters[name][...] = arrays[f"param/{name}"]
+        self.optimizer.state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+        best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
+        self.best_params = best or None
+        self.epoch, self.batch, self.sums, self.best = meta["epoch"], meta["batch"], meta["sums"], meta["best"]
+        self.history.extend(meta["history"])
+
+    def _save_checkpoint(self) -> None:
+        arrays = {f"param/{k}": v for k, v in self.model.parameters.items()}
+        arrays |= {f"opt/{k}": v for k, v in self.optimizer.state.items()}
+        arrays |= {f"best/{k}": v for k, v in (self.best_params or {}).items()}
+        doc = {**self.model.doc, "training": self._training_block(absolute=True)}
+        meta = {"epoch": self.epoch, "batch": self.batch, "sums": self.sums, "best": self.best,
+                "history": list(self.history), "doc": doc}
+        checkpoint.write(self.run_dir, arrays, meta, self.config.keep_checkpoints)
+
+    def _training_block(self, absolute: bool) -> dict:
+        """The effective settings; file data sources made absolute (checkpoints) or relative to the run."""
+        block = self.config.block()
+        source = (block.get("data") or {}).get("source")
+        if source is not None and not isinstance(source, str):
+            block.pop("data")  # in-memory data cannot be written down
+        elif source is not None and Path(source).suffix in (".csv", ".npz"):
+            path = ((_base(self.model) or Path.cwd()) / source).resolve()
+            block["data"] = {**block["data"], "source": str(path if absolute else _relative(path, self.run_dir))}
+        return block
+
+    # -- the loop -------------------------------------------------------------------
+
+    def fit(self, callback=None) -> History:
+        self.history.model, self.history.run_dir = self.model, self.run_dir
+        with _stop_on_sigint(self):
+            while self.epoch < self.config.epochs:
+                lr = scheduled_lr(self.optimizer.lr, self.epoch, self.config.epochs, self.config.schedule)
+                started = time.perf_counter()
+                if not self._run_epoch(lr, callback):
+                    return self._finish("interrupted")
+                row = self._end_epoch(lr, time.perf_counter() - started)
+                self._save_checkpoint()
+                self._write_metrics()
+                if self._should_stop(row):
+                    return self._finish("early stopped")
+        return self._finish("finished")
+
+    def _run_epoch(self, lr: float, callback) -> bool:
+        size = self.config.batch_size
+        order = self.train_rows[np.random.default_rng([self.config.seed, self.epoch]).permutation(len(self.train_rows))]
+        batches = range(self.batch, -(-len(order) // size))
+        with _progress(self.out, len(batches), f"epoch {self.epoch + 1}/{self.config.epochs}") as bar:
+            for b in batches:
+                self._step(order[b * size:(b + 1) * size], lr)
+                self.batch = b + 1
+                bar(self.sums["loss"] / self.sums["count"])
+                if callback is not None and callback(self):
+                    self.stop_requested = True
+                if self.stop_requested:
+                    self._save_checkpoint()
+                    return False
+        return True
+
+    def _step(self, rows: np.ndarray, lr: float) -> None:
+        model, loss = self.model, self.config.loss
+        env = {**model.constants, **model.parameters, **{n: a[rows] for n, a in self.feeds.items()}}
+        values, grads = model.backprop(env, loss, self.params)
+        value = values[loss]
+        mean = float(np.mean(value))
+        if not np.isfinite(mean):
+            raise self._nonfinite(values, mean)
+        if np.size(value) > 1:  # a per-sample loss: minimize its mean
+            grads = {k: g / np.size(value) for k, g in grads.items()}
+        self.optimizer.step(model.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
+        self.sums["loss"] += mean * len(rows)
+        self.sums["count"] += len(rows)
+        if self.metrics:
+            self.sums["correct"] += _correct(_stack([values[p] for p in self.config.predictions]),
+                                             _stack([values[t] for t in self.config.targets]))
+
+    def _end_epoch(self, lr: float, seconds: float) -> dict:
+        n = self.sums["count"]
+        row = {"epoch": self.epoch + 1, "loss": self.sums["loss"] / n}
+        if "accuracy" in self.metrics:
+            row["accuracy"] = self.sums["correct"] / n
+        if len(self.val_rows):
+            measured = _measure(self.model, self.config, self.feeds, self.val_rows, self.metrics)
+            row |= {f"val_{k}": v for k, v in measured.items()}
+        row |= {"lr": lr, "seconds": round(seconds, 3)}
+        self.history.append(row)
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
+        print(f"epoch {row['epoch']}/{self.config.epochs}  {shown}  ({seconds:.1f}s)", file=self.out, flush=True)
+        return row
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def _check_monitor(self) -> None:
+        stopping = self.config.early_stopping
+        if stopping is None:
+            return
+        monitor = stopping.get("monitor") or ("val_loss" if len(self.val_rows) else "loss")
+        available = ["loss"] + ["accuracy"] * ("accuracy" in self.metrics)
+        available += [f"val_{m}" for m in available] if len(self.val_rows) else []
+        if monitor not in available:
+            raise GraphDefError(self.model.locate(("training", "early_stopping", "monitor"),
+                                                  f"cannot monitor '{monitor}'", f"available: {', '.join(available)}"))
+        self.monitor = monitor
+
+    def _should_stop(self, row: dict) -> bool:
+        stopping = self.config.early_stopping
+        if stopping is None:
+            return False
+        value, best, delta = row[self.monitor], self.best["value"], stopping.get("min_delta", 0.0)
+        sign = 1 if "loss" in self.monitor else -1
+        if best is None or sign * (best - value) > delta:
+            self.best = {"value": value, "epoch": row["epoch"], "wait": 0}
+            self.best_params = {k: v.copy() for k, v in self.model.parameters.items()}
+            return False
+        self.best["wait"] += 1
+        return self.best["wait"] >= stopping.get("patience", 5)
+
+    def _finish(self, status: str) -> History:
+        stopping = self.config.early_stopping or {}
+        if status != "interrupted" and self.best_params and stopping.get("restore_best", True):
+            for k, v in self.best_params.items():
+                self.model.parameters[k][...] = v
+        path = serialize.save(self.model, self.run_dir, self._training_block(absolute=False))
+        self.history.status, self.history.best_epoch = status, self.best["epoch"]
+        if status == "interrupted":
+            print(f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
+                  f"Resume with: graphdef train --resume {self.run_dir}", file=self.out)
+        elif status == "early stopped":
+            print(f"early stopping: no improvement of {self.monitor} for {self.best['wait']} epochs; "
+                  f"kept the weights of epoch {self.best['epoch']}", file=self.out)
+        print(f"saved trained model to {path}", file=self.out)
+        return self.history
+
+    def _nonfinite(self, values: dict, loss: float) -> GraphDefError:
+        where = f"at epoch {self.epoch + 1}, batch {self.batch + 1}"
+        hint = (f"lower the learning rate (--lr), set training.clip_norm, or check the data; "
+                f"earlier checkpoints are kept in {self.run_dir / checkpoint.FOLDER}")
+        for step in self.model.steps:
+            if not np.all(np.isfinite(values[step.name])):
+                return GraphDefError(self.model.problem(
+                    step.name, f"training stopped: the loss is {loss} {where}; node '{step.name}' "
+                    f"({step.op.name}) is the first to produce NaN or infinity", hint))
+        return GraphDefError(Problem(f"training stopped: the loss is {loss} {where}", hint=hint))
+
+    def _write_metrics(self) -> None:
+        columns = list(dict.fromkeys(k for row in self.history for k in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        serialize.atomic_write(self.run_dir / "metrics.csv", text.getvalue().encode())
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(path, Path(start).resolve())
+
+
+class _stop_on_sigint:
+    """Turn Ctrl-C into a request to stop at the next batch boundary, where state is consistent."""
+
+    def __init__(self, run: _Run):
+        self.run, self.previous = run, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.run.stop_requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class _progress:
+    """A tqdm bar with the live loss on terminals; silent when output is not a terminal."""
+
+    def __init__(self, out, total: int, label: str):
+        self.bar = None
+        if getattr(out, "isatty", lambda: False)():
+            self.bar = tqdm(total=total, desc=label, file=out, leave=False, dynamic_ncols=True)
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, loss: float):
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update()
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
