@@ -14,7 +14,9 @@ import sys
 import numpy as np
 import yaml
 
-from . import evaluate, load, predict, train
+from . import draw, evaluate, load, predict, train
+from .explain import cost, diamond_table, explain_paths, explain_sweep
+from .plot import plot_run
 from .data import read_arrays
 from .errors import GraphDefError
 from .model import METHODS
@@ -99,8 +101,12 @@ def cmd_run(args, out, err):
 
 def cmd_grad(args, out, err):
     model = load(args.model)
+    if args.explain:
+        explain = explain_paths if args.method == "paths" else explain_sweep
+        print(explain(model, _inputs(args), of=args.of, wrt=args.wrt), file=out)
+        return
     values, grads = model.value_and_gradients(_inputs(args), of=args.of, wrt=args.wrt, method=args.method)
-    of = model._target(args.of)
+    of = model.resolve(args.of, args.wrt)[0]
     if args.json:
         print(json.dumps({"of": of, "method": args.method, "value": values[of].tolist(),
                           "gradients": {k: v.tolist() for k, v in grads.items()}}), file=out)
@@ -108,6 +114,30 @@ def cmd_grad(args, out, err):
         print(f"{of} = {_fmt(values[of])}", file=out)
         for name, g in grads.items():
             print(f"∂{of}/∂{name} = {_fmt(g)}", file=out)
+
+
+def cmd_draw(args, out, err):
+    model = load(args.model)
+    inputs = _inputs(args) if args.at or args.inputs else None
+    path = draw.write(draw.to_dot(model, inputs, args.of, args.max_nodes), args.output)
+    print(f"wrote {path}", file=err)
+
+
+def cmd_cost(args, out, err):
+    if (args.model is None) == (args.diamond is None):
+        raise UsageError("give a MODEL, or --diamond DEPTH for the table of stacked diamonds")
+    if args.diamond is not None:
+        print(f"{'depth':>5} {'paths':>14} {'path-sum mult.':>16} {'sweep mult.':>12}", file=out)
+        for depth, c in diamond_table(args.diamond):
+            print(f"{depth:>5} {c.paths:>14,} {c.path_multiplications:>16,} {c.sweep_multiplications:>12,}", file=out)
+        return
+    model = load(args.model)
+    of, wrt = model.resolve(args.of, args.wrt)
+    print(f"∂{of}/∂({', '.join(wrt)}): {cost(model, of, wrt)}", file=out)
+
+
+def cmd_plot(args, out, err):
+    print(f"wrote {plot_run(args.run_dir)}", file=err)
 
 
 def cmd_train(args, out, err):
@@ -206,6 +236,26 @@ def _build_parser(out) -> argparse.ArgumentParser:
             p.add_argument("--of", metavar="NODE", help="vertex to differentiate (default: loss, else the output)")
             p.add_argument("--wrt", nargs="+", metavar="NAME", help="inputs/parameters (default: all)")
             p.add_argument("--method", choices=METHODS, default="reverse")
+            p.add_argument("--explain", action="store_true",
+                           help="show the backward sweep step by step (with --method paths: every path and its product)")
+
+    p = command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--at", action="append", metavar="NAME=VALUE", help="an input value: show forward values")
+    p.add_argument("--inputs", metavar="DATA", help="input values from a .npz or .json file")
+    p.add_argument("--of", metavar="NODE", help="also show ∂NODE/∂vertex on every vertex (needs input values)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.svg, .png, .pdf or .dot")
+    p.add_argument("--max-nodes", type=int, default=draw.MAX_NODES, metavar="N",
+                   help="collapse groups, then drop far vertices, above this many (default %(default)s)")
+
+    p = command("cost", cmd_cost, "work of the path sum against the backward sweep")
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    p.add_argument("--of", metavar="NODE")
+    p.add_argument("--wrt", nargs="+", metavar="NAME")
+    p.add_argument("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH")
+
+    p = command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
 
     data_help = "built-in data set (xor, moons, spirals, digits) or a .csv/.npz file"
     p = command("train", cmd_train, "train a model and save it in a run directory")

@@ -1,6 +1,7 @@
 """A loaded, validated model: its NetworkX graph, its values, and the three gradient methods."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -13,6 +14,16 @@ from .ops.registry import show_shape
 
 METHODS = ("reverse", "paths", "numeric")
 NUMERIC_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Trace:
+    of: str
+    wrt: list
+    values: dict  # vertex -> value
+    grads: dict  # vertex on a path from wrt to of -> ∂of/∂vertex
+    steps: tuple  # the backward plan's steps
+    wanted: frozenset  # the vertices on those paths
 
 
 class Model:
@@ -74,7 +85,7 @@ class Model:
 
     def value_and_gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse"):
         """(every vertex's value, gradients) in one forward pass; see `gradients`."""
-        of, wrt = self._target(of), self._wrt(wrt)
+        of, wrt = self.resolve(of, wrt)
         if method not in METHODS:
             raise GraphDefError(Problem(f"unknown gradient method '{method}'", hint=f"use one of: {', '.join(METHODS)}"))
         env = self._feed(inputs)
@@ -82,10 +93,18 @@ class Model:
             return _arrays(self.run_unchecked(dict(env))), self._numeric(env, of, wrt)
         if method == "paths":
             values = self.run_unchecked(dict(env))
-            steps, wanted = self._backward_plan(of, tuple(wrt))
+            steps, wanted = self.backward_plan(of, tuple(wrt))
             return _arrays(values), paths.path_gradients(self.graph, steps, values, of, wrt, wanted)
         values, grads = self.backprop(env, of, wrt)
         return _arrays(values), {w: np.asarray(g) for w, g in grads.items()}
+
+    def trace(self, inputs: dict, of: str | None = None, wrt=None) -> "Trace":
+        """One forward and one backward pass, keeping ∂of/∂v for every vertex v on the way (to explain or draw)."""
+        of, wrt = self.resolve(of, wrt)
+        values = self.run_unchecked(self._feed(inputs))
+        steps, wanted = self.backward_plan(of, tuple(wrt))
+        grads = self._guarded(interpreter.backward, steps, values, of, wanted)
+        return Trace(of, wrt, _arrays(values), _arrays(grads), steps, wanted)
 
     def run_unchecked(self, env: dict, outputs=None) -> dict:
         """Forward over an environment already holding the inputs, parameters and constants (no checks)."""
@@ -103,7 +122,7 @@ class Model:
     def backprop(self, env: dict, of: str, wrt) -> tuple[dict, dict]:
         """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked)."""
         values = self.run_unchecked(env)
-        steps, wanted = self._backward_plan(of, tuple(wrt))
+        steps, wanted = self.backward_plan(of, tuple(wrt))
         grads = self._guarded(interpreter.backward, steps, values, of, wanted)
         return values, {w: grads[w] if w in grads else np.zeros_like(values[w]) for w in wrt}
 
@@ -115,7 +134,7 @@ class Model:
                 raise GraphDefError(self.problem(e.step.name, f"node '{e.step.name}' ({e.step.op.name}) failed: {e}",
                                                  "check the shapes and values of its inputs")) from None
 
-    def _backward_plan(self, of: str, wrt: tuple):
+    def backward_plan(self, of: str, wrt: tuple):
         """The steps and vertices on some path from a wrt vertex to `of`: all backward needs to visit."""
         if ("backward", of, wrt) not in self._plans:
             self._plans[("backward", of, wrt)] = self._restrict(of, wrt)
@@ -180,6 +199,10 @@ class Model:
             return None, self.problem(name, f"input '{name}' has shape {list(value.shape)}, expected "
                                       f"{show_shape(shape)}", "an extra leading batch dimension is also accepted")
         return value, None
+
+    def resolve(self, of: str | None = None, wrt=None) -> tuple[str, list]:
+        """(vertex to differentiate, vertices to differentiate by): checked, with the defaults applied."""
+        return self._target(of), self._wrt(wrt)
 
     def _target(self, of: str | None) -> str:
         if of is None:

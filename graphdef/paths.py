@@ -31,13 +31,19 @@ def edge_derivatives(steps, env: dict, wanted) -> dict:
     return local
 
 
-def count_paths(graph: nx.MultiDiGraph, source: str, target: str) -> int:
-    """Number of distinct edge paths source -> target, counted without listing them."""
-    count = {target: 1}
+def path_stats(graph: nx.MultiDiGraph, target: str) -> dict:
+    """vertex -> (number of paths to target, total number of edges over those paths), without listing them."""
+    stats = {target: (1, 0)}
     for v in reversed(list(nx.topological_sort(graph.subgraph(nx.ancestors(graph, target) | {target})))):
         if v != target:
-            count[v] = sum(count.get(w, 0) for _, w in graph.out_edges(v))
-    return count.get(source, 0)
+            below = [stats.get(w, (0, 0)) for _, w in graph.out_edges(v)]
+            stats[v] = (sum(n for n, _ in below), sum(edges + n for n, edges in below))
+    return stats
+
+
+def count_paths(graph: nx.MultiDiGraph, source: str, target: str) -> int:
+    """Number of distinct edge paths source -> target."""
+    return path_stats(graph, target).get(source, (0, 0))[0]
 
 
 def all_paths(graph: nx.MultiDiGraph, source: str, target: str, limit: int = PATH_LIMIT):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import serialize
+from .. import plot, serialize
 from ..errors import GraphDefError, Problem
 from ..loader import build, load
 from ..source import Source
@@ -321,6 +321,8 @@ class _Run:
                 self.model.parameters[k][...] = v
         path = serialize.save(self.model, self.run_dir, self._training_block(absolute=False))
         self.history.status, self.history.best_epoch = status, self.best["epoch"]
+        if self.history and plot.available():
+            plot.plot_run(self.run_dir)
         if status == "interrupted":
             print(f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
                   f"Resume with: graphdef train --resume {self.run_dir}", file=self.out)
