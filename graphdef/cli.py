@@ -15,6 +15,8 @@ import numpy as np
 import yaml
 
 from . import draw, evaluate, load, predict, train
+from .functions import standard_library
+from .ops.registry import show_shape
 from .explain import cost, diamond_table, explain_paths, explain_sweep
 from .plot import plot_run
 from .data import read_arrays
@@ -180,8 +182,25 @@ def cmd_predict(args, out, err):
 
 
 def cmd_ops(args, out, err):
+    print("primitive ops:", file=out)
     for op in sorted(OPS.values(), key=lambda o: o.name):
-        print(f"{op.signature()}\n    {op.doc}", file=out)
+        print(f"  {op.signature()}\n      {op.doc}", file=out)
+    print("functions (standard library; expanded into primitive ops when a model loads):", file=out)
+    for fn in sorted(standard_library().values(), key=lambda f: f.name):
+        print(f"  {fn.signature()}  [function]\n      {fn.doc}", file=out)
+
+
+def cmd_show(args, out, err):
+    model = load(args.model)
+    rows = [(name, v["kind"], v["op"].name if v["kind"] == "node" else "", show_shape(v.get("shape")),
+             v.get("call") or "") for name, v in model.graph.nodes(data=True)]
+    header = ("vertex", "kind", "op", "shape", "call")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+    size = sum(p.size for p in model.parameters.values())
+    print(f"{model.name}: {len(model.graph)} vertices, {len(model.steps)} steps, "
+          f"{size:,} parameter values in {len(model.parameters)} arrays", file=out)
 
 
 def cmd_schema(args, out, err):
@@ -281,6 +300,8 @@ def _build_parser(out) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("-o", "--output", metavar="FILE.csv", help="write here instead of standard output")
 
-    command("ops", cmd_ops, "list the registered ops")
+    command("ops", cmd_ops, "list the registered ops and the standard library's functions")
+    p = command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from")
+    p.add_argument("model", metavar="MODEL")
     command("schema", cmd_schema, "print the JSON Schema of the model format")
     return parser

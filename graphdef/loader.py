@@ -16,6 +16,7 @@ import numpy as np
 
 from . import schema
 from .errors import GraphDefError, did_you_mean
+from .functions import expand
 from .initializers import initialize
 from .model import Model
 from .ops import OPS
@@ -44,7 +45,7 @@ def build(source: Source, *, seed: int = 0, allow_outside_weights: bool = False)
     problems = schema.check(source)
     if problems:
         raise GraphDefError(problems)
-    return _Loader(source, seed, allow_outside_weights).model()
+    return _Loader(expand(source), seed, allow_outside_weights).model(source.data)
 
 
 class _Loader:
@@ -59,7 +60,8 @@ class _Loader:
     def error(self, path: tuple, message: str, hint: str | None = None):
         self.problems.append(self.source.problem(path, message, hint))
 
-    def model(self) -> Model:
+    def model(self, doc: dict) -> Model:
+        """The checked Model; `doc` is the document as written (before function calls were expanded)."""
         self._declare()
         self._connect()
         self._check_targets()
@@ -68,7 +70,7 @@ class _Loader:
             self._infer_shapes()
         if self.problems:
             raise GraphDefError(sorted(self.problems, key=lambda p: (p.line or 0, p.column or 0)))
-        return Model(self.graph, self.doc, self.source)
+        return Model(self.graph, doc, self.source)
 
     # -- vertices -------------------------------------------------------------
 
@@ -81,7 +83,8 @@ class _Loader:
                                f"(line {first['line']})", "give each input, parameter, constant and node its own name")
                     continue
                 line = self.source.positions.get((section, name), (None,))[0]
-                self.graph.add_node(name, kind=kind, line=line, **getattr(self, f"_{kind}")(name, spec))
+                self.graph.add_node(name, kind=kind, line=line, call=self.source.members.get(name),
+                                    **getattr(self, f"_{kind}")(name, spec))
 
     def _input(self, name, spec):
         shape = spec.get("shape")
@@ -164,7 +167,8 @@ class _Loader:
     def _literal(self, node: str, i: int, value) -> str:
         name = f"{node}[{i}]"
         line = self.source.positions.get(("nodes", node, "inputs", i), (None,))[0]
-        self.graph.add_node(name, kind="literal", line=line, value=np.array(value, dtype=self.dtype), shape=())
+        self.graph.add_node(name, kind="literal", line=line, call=self.source.members.get(node),
+                            value=np.array(value, dtype=self.dtype), shape=())
         return name
 
     def _op(self, path, spec):

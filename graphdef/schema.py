@@ -28,13 +28,16 @@ def schema() -> dict:
 
 
 @functools.cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
+def _validator(root: str | None) -> jsonschema.Draft202012Validator:
+    """The schema's validator, for a model (root None) or for one of its definitions (e.g. 'library')."""
+    if root is None:
+        return jsonschema.Draft202012Validator(schema())
+    return jsonschema.Draft202012Validator({"$defs": schema()["$defs"], "$ref": f"#/$defs/{root}"})
 
 
-def check(source: Source) -> list[Problem]:
+def check(source: Source, root: str | None = None) -> list[Problem]:
     """Every schema violation of the document, in file order."""
-    problems = [p for e in _validator().iter_errors(source.data) for p in _explain(e, source)]
+    problems = [p for e in _validator(root).iter_errors(source.data) for p in _explain(e, source)]
     return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
 
 

@@ -60,8 +60,8 @@ def save(model, directory, training: dict | None = None) -> Path:
     atomic_write(directory / WEIGHTS_FILE, blob)
     doc = dict(model.doc)
     doc["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256(blob)}
-    doc["parameters"] = {name: _stored(name, spec, model.parameters[name])
-                         for name, spec in (model.doc.get("parameters") or {}).items()}
+    declared = model.doc.get("parameters") or {}  # calls' parameters (h1/W) are written out too
+    doc["parameters"] = {name: _stored(name, declared.get(name, {}), value) for name, value in model.parameters.items()}
     if training is not None:
         doc["training"] = training
     for section in ("inputs", "parameters", "constants", "nodes"):

@@ -27,19 +27,34 @@ def format_path(path: tuple) -> str:
 
 @dataclass
 class Source:
-    """A document's data together with where each of its values was written."""
+    """A document's data together with where each of its values was written.
+
+    A position is (line, column), or (line, column, file) for values written in another
+    file (functions expanded from an include or the standard library). `calls` names, for
+    a vertex made by expanding a function call, the call it came from.
+    """
 
     data: object
     file: str | None = None
-    positions: dict = field(default_factory=dict)  # path tuple -> (line, column), 1-based
+    positions: dict = field(default_factory=dict)  # path tuple -> position, 1-based
+    calls: dict = field(default_factory=dict)  # vertex -> "in function 'f', called as 'h1' at m.yaml:3:5"
+    members: dict = field(default_factory=dict)  # vertex -> the (innermost) call it belongs to
 
     def problem(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem located at `path`, or at its nearest written ancestor."""
-        at = tuple(path)
+        path = tuple(path)
+        at = path
         while at and at not in self.positions:
             at = at[:-1]
-        line, column = self.positions.get(at, (None, None))
-        return Problem(message, self.file, line, column, format_path(tuple(path)) or None, hint)
+        line, column, *elsewhere = self.positions.get(at, (None, None))
+        call = self.calls.get(path[1]) if len(path) > 1 and isinstance(path[1], str) else None
+        return Problem(f"{message} [{call}]" if call else message, elsewhere[0] if elsewhere else self.file,
+                       line, column, format_path(path) or None, hint)
+
+    def where(self, path: tuple) -> str:
+        """file:line:column of a path, for messages that point at a second place."""
+        p = self.problem(path, "")
+        return ":".join(str(x) for x in (p.file or "<text>", p.line, p.column) if x is not None)
 
 
 def read_file(path) -> Source:
