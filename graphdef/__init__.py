@@ -9,10 +9,8 @@ from .errors import GraphDefError, Problem
 from .loader import load, loads
 from .model import Model
 from .ops import OPS, register_op
-from .schema import schema
 from . import plot
 from .training import evaluate, predict, train
 
-__all__ = ["GraphDefError", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict", "register_op",
-           "schema", "train"]
+__all__ = ["GraphDefError", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict", "register_op", "train"]
 __version__ = "0.1.0"

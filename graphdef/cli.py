@@ -138,6 +138,22 @@ def cmd_cost(args, out, err):
     print(f"∂{of}/∂({', '.join(wrt)}): {cost(model, of, wrt)}", file=out)
 
 
+def cmd_plan(args, out, err):
+    model = load(args.model)
+    of, wrt = model.resolve(args.of, args.wrt)
+    steps, wanted = model.backward_plan(of, tuple(wrt))
+    rows = [(str(i), s.name, s.op.name, ", ".join(s.args), ", ".join(f"{k}={v}" for k, v in s.attrs.items()),
+             "yes" if s in steps else "") for i, s in enumerate(model.steps)]
+    header = ("#", "vertex", "op", "inputs", "attributes", f"on the backward path of {of}")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+    print(f"{len(model.steps)} forward steps; backward visits {len(steps)} of them "
+          f"for ∂{of}/∂({', '.join(wrt)})", file=out)
+    if args.code:
+        print("\n" + model.compiled_backprop(of, wrt).source, file=out)
+
+
 def cmd_plot(args, out, err):
     print(f"wrote {plot_run(args.run_dir)}", file=err)
 
@@ -272,6 +288,12 @@ def _build_parser(out) -> argparse.ArgumentParser:
     p.add_argument("--of", metavar="NODE")
     p.add_argument("--wrt", nargs="+", metavar="NAME")
     p.add_argument("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH")
+
+    p = command("plan", cmd_plan, "the compiled execution plan: steps in order, and the generated code")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--of", metavar="NODE")
+    p.add_argument("--wrt", nargs="+", metavar="NAME")
+    p.add_argument("--code", action="store_true", help="print the generated forward-and-backward function")
 
     p = command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)")
     p.add_argument("run_dir", metavar="RUN_DIR")

@@ -1,16 +1,27 @@
-"""The interpreter: a forward visitor and a backward visitor applying the registered op rules.
+"""The interpreter: a forward and a backward visitor applying the registered op rules.
 
-Both walk one flat list of steps (the graph in topological order, compiled once):
-forward fills an environment dict vertex -> value; backward walks the list in reverse,
-accumulating ∂of/∂vertex so that every product along the paths is computed once.
+Each visitor walks the steps once (forward in topological order, backward in reverse)
+and writes one line of Python per rule it applies; the lines are compiled into a
+function once per plan and cached on the model. Running a model then costs one Python
+call per rule, with no graph or name lookups in the hot loop. The backward lines
+accumulate ∂of/∂vertex with `+` where a vertex feeds several others, so every product
+is computed once; a vertex's gradient is dropped as soon as it has been passed on.
+
+Only identifiers made here and repr()'d vertex names go into the generated text; rules
+and attribute values are passed in as objects, so nothing from a model file is ever
+evaluated as code. A failing line is mapped back to its step.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from .ops import Op, unbroadcast
+from .ops import Op, broadcast_shape, unbroadcast
+
+CAUGHT = (ValueError, TypeError, ArithmeticError, IndexError, AttributeError)
+_serial = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -29,31 +40,114 @@ class StepError(Exception):
         self.step, self.cause = step, cause
 
 
-def forward(steps, env: dict) -> dict:
-    """Evaluate each step on the values of its arguments."""
-    step = None
-    try:
-        for step in steps:
-            env[step.name] = step.op.forward(*[env[a] for a in step.args], **step.attrs)
-    except (ValueError, TypeError, ArithmeticError, IndexError) as e:
-        raise StepError(step, e) from e
-    return env
+class Compiled:
+    """Generated Python for a plan: callable, printable (`.source`), failures mapped to steps."""
+
+    def __init__(self, name: str, lines: list, steps_by_line: dict, namespace: dict):
+        self.source = "\n".join(lines)
+        self.filename = f"<graphdef {name} {next(_serial)}>"
+        self.steps_by_line = steps_by_line
+        exec(compile(self.source, self.filename, "exec"), namespace)
+        self.function = namespace[name]
+
+    def __call__(self, *args):
+        try:
+            return self.function(*args)
+        except CAUGHT as e:
+            tb, step = e.__traceback__, None
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename == self.filename:
+                    step = self.steps_by_line.get(tb.tb_lineno)
+                tb = tb.tb_next
+            if step is None:
+                raise
+            raise StepError(step, e) from e
 
 
-def backward(steps, env: dict, of: str, wanted) -> dict:
-    """∂of/∂v for each vertex v in `wanted` (a seed of ones: the gradient of sum(of))."""
-    grads = {of: np.ones_like(env[of])}
-    step = None
-    try:
-        for step in reversed(steps):
-            g = grads.get(step.name)
-            if g is None:
+class _Writer:
+    """Lines of one generated function, with every rule and attribute bound by name."""
+
+    def __init__(self, name: str, params: str):
+        self.name, self.lines, self.steps_by_line = name, [f"def {name}({params}):"], {}
+        self.namespace = {"ones_like": np.ones_like, "unbroadcast": unbroadcast}
+        self.slots = {}
+
+    def slot(self, vertex: str, prefix: str = "v") -> str:
+        return self.slots.setdefault((prefix, vertex), f"{prefix}{len(self.slots)}")
+
+    def bind(self, value, hint: str) -> str:
+        """A name for an object the generated code uses: `mul_3`, `mul_vjp1_4`, `axis_5`."""
+        name = f"{hint}_{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def call(self, rule, step: Step, hint: str, leading: tuple = ()) -> str:
+        args = [*leading, *(self.slot(a) for a in step.args)]
+        args += [f"{k}={self.bind(v, k)}" for k, v in step.attrs.items()]
+        return f"{self.bind(rule, hint)}({', '.join(args)})"
+
+    def line(self, text: str, step: Step | None = None):
+        self.lines.append(f"    {text}")
+        if step is not None:
+            self.steps_by_line[len(self.lines)] = step
+
+    def compiled(self) -> Compiled:
+        return Compiled(self.name, self.lines, self.steps_by_line, self.namespace)
+
+
+def _leaves(steps) -> list:
+    made = {s.name for s in steps}
+    return list(dict.fromkeys(a for s in steps for a in s.args if a not in made))
+
+
+def _forward_lines(w: _Writer, steps) -> None:
+    for name in _leaves(steps):
+        w.line(f"{w.slot(name)} = env[{name!r}]")
+    for step in steps:
+        w.line(f"{w.slot(step.name)} = {w.call(step.op.forward, step, step.op.name)}  # {step.name}", step)
+
+
+def _returned(w: _Writer, names) -> str:
+    return "{" + ", ".join(f"{n!r}: {w.slot(n)}" for n in names) + "}"
+
+
+def compile_forward(steps) -> Compiled:
+    """forward(env) -> {vertex: value} for every step, given env holding their leaves."""
+    w = _Writer("forward", "env")
+    _forward_lines(w, steps)
+    w.line(f"return {_returned(w, [s.name for s in steps])}")
+    return w.compiled()
+
+
+def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=()) -> Compiled:
+    """backprop(env) -> (values of the steps, ∂of/∂v for v in wrt and keep that of depends on), one pass each way.
+
+    `backward_steps` and `wanted` are the steps and vertices on a path from wrt to `of`.
+    The seed is ones: for a non-scalar `of`, this is the gradient of its sum.
+    """
+    w = _Writer("backprop", "env")
+    _forward_lines(w, steps)
+    keep = set(wrt) | set(keep)
+    has = {of}
+    w.line(f"{w.slot(of, 'g')} = ones_like({w.slot(of)})")
+    for step in reversed(backward_steps):
+        for i, (arg, rule) in enumerate(zip(step.args, step.op.backward)):
+            if arg not in wanted or rule is None:
                 continue
-            local = step.op.backward(g, env[step.name], *[env[a] for a in step.args], **step.attrs)
-            for a, ga in zip(step.args, local):
-                if ga is not None and a in wanted:
-                    ga = unbroadcast(np.asarray(ga), np.shape(env[a]))
-                    grads[a] = grads[a] + ga if a in grads else ga
-    except (ValueError, TypeError, ArithmeticError, IndexError) as e:
-        raise StepError(step, e) from e
-    return grads
+            vjp = w.call(rule, step, f"{step.op.name}_vjp{i}", (w.slot(step.name, "g"), w.slot(step.name)))
+            w.line(f"t = {vjp}  # ∂{of}/∂{arg} += ∂{step.name}/∂{arg}·∂{of}/∂{step.name}", step)
+            if not _same_shape(step, i):
+                w.line(f"if t.shape != {w.slot(arg)}.shape: t = unbroadcast(t, {w.slot(arg)}.shape)", step)
+            g = w.slot(arg, "g")
+            w.line(f"{g} = {g} + t" if arg in has else f"{g} = t", step)
+            has.add(arg)
+        if step.name not in keep:
+            w.line(f"del {w.slot(step.name, 'g')}")
+    grads = ", ".join(f"{n!r}: {w.slot(n, 'g')}" for n in dict.fromkeys([*wrt, *sorted(keep, key=str)]) if n in has)
+    w.line(f"return {_returned(w, [s.name for s in steps])}, {{{grads}}}")
+    return w.compiled()
+
+
+def _same_shape(step: Step, i: int) -> bool:
+    """Whether rule i surely returns its input's shape: one-input elementwise ops (shape rule: broadcasting)."""
+    return step.op.shape is broadcast_shape and len(step.args) == 1

@@ -18,7 +18,7 @@ from . import schema
 from .errors import GraphDefError, did_you_mean
 from .functions import expand
 from .initializers import initialize
-from .model import Model
+from .model import Model, topological_order
 from .ops import OPS
 from .ops.registry import REQUIRED, show_shape
 from .source import Source, parse, read_file
@@ -221,7 +221,7 @@ class _Loader:
                            "a node cannot depend on itself; break the cycle")
 
     def _infer_shapes(self):
-        for name in nx.topological_sort(self.graph):
+        for name in topological_order(self.graph):
             v = self.graph.nodes[name]
             if v["kind"] != "node":
                 continue

@@ -44,8 +44,7 @@ class Model:
         self.inputs = {n: v["shape"] for n, v in self._vertices("input")}
         self.parameters = {n: v["value"] for n, v in self._vertices("parameter")}
         self.constants = {n: v["value"] for n, v in self._vertices("constant", "literal")}
-        position = {n: i for i, n in enumerate(graph)}
-        order = nx.lexicographical_topological_sort(graph, key=position.get)
+        order = topological_order(graph)
         self.steps = tuple(Step(n, graph.nodes[n]["op"], graph.nodes[n]["args"], graph.nodes[n]["attrs"])
                            for n in order if graph.nodes[n]["kind"] == "node")
         self._plans = {}
@@ -101,52 +100,64 @@ class Model:
     def trace(self, inputs: dict, of: str | None = None, wrt=None) -> "Trace":
         """One forward and one backward pass, keeping ∂of/∂v for every vertex v on the way (to explain or draw)."""
         of, wrt = self.resolve(of, wrt)
-        values = self.run_unchecked(self._feed(inputs))
-        steps, wanted = self.backward_plan(of, tuple(wrt))
-        grads = self._guarded(interpreter.backward, steps, values, of, wanted)
-        return Trace(of, wrt, _arrays(values), _arrays(grads), steps, wanted)
+        _, wanted = self.backward_plan(of, tuple(wrt))
+        values, grads = self.backprop(self._feed(inputs), of, wrt, keep=wanted)
+        return Trace(of, wrt, _arrays(values), _arrays(grads), self.backward_plan(of, tuple(wrt))[0], wanted)
 
     def run_unchecked(self, env: dict, outputs=None) -> dict:
         """Forward over an environment already holding the inputs, parameters and constants (no checks)."""
-        return self._guarded(interpreter.forward, self._forward_plan(tuple(outputs or ())), env)
+        key = ("forward", tuple(outputs or ()))
+        if key not in self._plans:
+            self._plans[key] = interpreter.compile_forward(self._forward_steps(key[1]))
+        values = dict(env)
+        values.update(self._guarded(self._plans[key], env))
+        return values
 
-    def _forward_plan(self, outputs: tuple):
+    def backprop(self, env: dict, of: str, wrt, keep=(), outputs=None) -> tuple[dict, dict]:
+        """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked).
+
+        `keep` names further vertices whose gradients to return; `outputs` limits the forward
+        pass to what they (and `of`) need.
+        """
+        computed, grads = self._guarded(self.compiled_backprop(of, wrt, keep, outputs), env)
+        values = dict(env)
+        values.update(computed)
+        for w in wrt:
+            if w not in grads:
+                grads[w] = np.zeros_like(values[w])
+        return values, grads
+
+    def compiled_backprop(self, of: str, wrt, keep=(), outputs=None) -> interpreter.Compiled:
+        """The generated forward-and-backward function for these arguments, made once and cached."""
+        key = ("backprop", of, tuple(wrt), frozenset(keep), tuple(outputs or ()))
+        if key not in self._plans:
+            steps, wanted = self.backward_plan(of, tuple(wrt))
+            forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
+            self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep)
+        return self._plans[key]
+
+    def _forward_steps(self, outputs: tuple) -> tuple:
         """The steps that computing `outputs` needs (all steps when none are named)."""
         if not outputs:
             return self.steps
-        if ("forward", outputs) not in self._plans:
-            needed = self.ancestors(outputs)
-            self._plans[("forward", outputs)] = tuple(s for s in self.steps if s.name in needed)
-        return self._plans[("forward", outputs)]
+        needed = self.ancestors(outputs)
+        return tuple(s for s in self.steps if s.name in needed)
 
-    def backprop(self, env: dict, of: str, wrt) -> tuple[dict, dict]:
-        """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked)."""
-        values = self.run_unchecked(env)
-        steps, wanted = self.backward_plan(of, tuple(wrt))
-        grads = self._guarded(interpreter.backward, steps, values, of, wanted)
-        return values, {w: grads[w] if w in grads else np.zeros_like(values[w]) for w in wrt}
-
-    def _guarded(self, visit, *args):
+    def _guarded(self, run, *args):
         with np.errstate(all="ignore"):
             try:
-                return visit(*args)
+                return run(*args)
             except StepError as e:
                 raise GraphDefError(self.problem(e.step.name, f"node '{e.step.name}' ({e.step.op.name}) failed: {e}",
                                                  "check the shapes and values of its inputs")) from None
 
     def backward_plan(self, of: str, wrt: tuple):
-        """The steps and vertices on some path from a wrt vertex to `of`: all backward needs to visit."""
+        """(steps, vertices) on some path from a wrt vertex to `of`: all that backward needs to visit."""
         if ("backward", of, wrt) not in self._plans:
-            self._plans[("backward", of, wrt)] = self._restrict(of, wrt)
+            ancestors = nx.ancestors(self.graph, of) | {of}
+            wanted = frozenset(_reachable(self.graph, [w for w in wrt if w in ancestors]) & ancestors)
+            self._plans[("backward", of, wrt)] = tuple(s for s in self.steps if s.name in wanted), wanted
         return self._plans[("backward", of, wrt)]
-
-    def _restrict(self, of: str, wrt: tuple):
-        ancestors = nx.ancestors(self.graph, of) | {of}
-        wanted = set()
-        for w in wrt:
-            if w in ancestors:
-                wanted |= (nx.descendants(self.graph, w) | {w}) & ancestors
-        return tuple(s for s in self.steps if s.name in wanted), frozenset(wanted)
 
     def _numeric(self, env: dict, of: str, wrt) -> dict:
         env = {k: np.array(v, dtype=np.float64) for k, v in env.items()}
@@ -235,6 +246,25 @@ class Model:
     def locate(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem at `path` in the model file (unlocated for a model built from data)."""
         return self.source.problem(path, message, hint) if self.source else Problem(message, hint=hint)
+
+
+def topological_order(graph) -> list:
+    """Vertices in an order where each comes after its inputs, as close to the file's order as possible."""
+    position = {n: i for i, n in enumerate(graph)}
+    if all(position[u] < position[v] for u, v in graph.edges()):
+        return list(graph)  # written in order already: the common case, checked in one sweep
+    return list(nx.lexicographical_topological_sort(graph, key=position.get))
+
+
+def _reachable(graph, sources) -> set:
+    """Every vertex reachable from any of `sources` (themselves included), in one sweep."""
+    seen, stack = set(sources), list(sources)
+    while stack:
+        for v in graph.successors(stack.pop()):
+            if v not in seen:
+                seen.add(v)
+                stack.append(v)
+    return seen
 
 
 def _arrays(env: dict) -> dict:

@@ -13,7 +13,9 @@ import yaml
 
 from .errors import GraphDefError, Problem
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 5x faster
 MAX_VALUES = 1_000_000  # stops alias bombs ("billion laughs") before they expand
+STR_TAG = "tag:yaml.org,2002:str"
 PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
 
 
@@ -73,7 +75,7 @@ def read_file(path) -> Source:
 
 def parse(text: str, file: str | None = None) -> Source:
     """Parse YAML text into a Source; syntax errors, unsafe tags and duplicate keys raise."""
-    loader = yaml.SafeLoader(text)
+    loader = SAFE_LOADER(text)
     try:
         root = loader.get_single_node()
         source = Source(None, file)
@@ -116,7 +118,7 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node)
+        return node.value if node.tag == STR_TAG else self.loader.construct_object(node)
 
     def _mapping(self, node, path: tuple) -> dict:
         self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)

@@ -94,7 +94,7 @@ outputs: [y]
 
 
 def test_register_op_as_decorator_is_usable_from_yaml():
-    @graphdef.register_op("cube_test", backward=lambda g, out, x: (3 * g * x * x,), doc="x³")
+    @graphdef.register_op("cube_test", backward=lambda g, out, x: 3 * g * x * x, doc="x³")
     def cube(x):
         return x ** 3
 
@@ -112,7 +112,7 @@ def test_register_op_attributes_come_from_keyword_only_parameters():
         """x times a constant."""
         return x * by
 
-    graphdef.register_op("scale_test", scale, lambda g, out, x, *, by: (g * by,))
+    graphdef.register_op("scale_test", scale, lambda g, out, x, *, by: g * by)
     try:
         op = graphdef.OPS["scale_test"]
         assert list(op.attrs) == ["by"] and op.doc == "x times a constant."

@@ -17,24 +17,26 @@ def _axis_shape(shape, *, axis):
 
 def _softmax(x, *, axis: int = -1):
     """exp(x) / sum(exp(x)) along axis, computed stably."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def _log_softmax(x, *, axis: int = -1):
     """log(softmax(x)) along axis, computed stably."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
 
 
 SOFTMAX_EXAMPLES = [ex((4,)), ex((2, 3)), ex((2, 3), axis=0)]
 
 register_op("softmax", _softmax,
-            lambda g, out, x, *, axis=-1: (out * (g - np.sum(g * out, axis=axis, keepdims=True)),),
+            lambda g, out, x, *, axis: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
             shape=_axis_shape, examples=SOFTMAX_EXAMPLES)
 
 register_op("log_softmax", _log_softmax,
-            lambda g, out, x, *, axis=-1: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
+            lambda g, out, x, *, axis: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
             shape=_axis_shape, examples=SOFTMAX_EXAMPLES)
 
 
@@ -46,11 +48,12 @@ def _reduce(per_sample, reduction):
 
 def _per_sample_grad(g, p, t, axis, reduction):
     """∂L/∂(per-sample loss), shaped to broadcast against the class axis."""
-    shape = list(np.broadcast_shapes(p.shape, t.shape))
-    del shape[axis]
+    if reduction == "none":
+        return np.expand_dims(g, axis)
     if reduction == "mean":
-        g = g / max(math.prod(shape), 1)
-    return np.expand_dims(np.broadcast_to(g, shape), axis)
+        shape = p.shape if p.shape == t.shape else np.broadcast_shapes(p.shape, t.shape)
+        g = g / max(math.prod(shape) // shape[axis], 1)
+    return g
 
 
 def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean"):
@@ -70,12 +73,15 @@ def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str
     return _reduce(-np.sum(t * np.log(p), axis=axis) / math.log(base), reduction)
 
 
-def _cross_entropy_vjp(g, out, p, t, *, base=math.e, axis=-1, reduction="mean"):
-    gs = _per_sample_grad(g, p, t, axis, reduction) / math.log(base)
-    return -gs * t / p, -gs * np.log(p)
+def _cross_entropy_vjp_p(g, out, p, t, *, base, axis, reduction):
+    return -_per_sample_grad(g, p, t, axis, reduction) / math.log(base) * t / p
 
 
-register_op("cross_entropy", _cross_entropy, _cross_entropy_vjp, shape=_loss_shape,
+def _cross_entropy_vjp_t(g, out, p, t, *, base, axis, reduction):
+    return -_per_sample_grad(g, p, t, axis, reduction) / math.log(base) * np.log(p)
+
+
+register_op("cross_entropy", _cross_entropy, (_cross_entropy_vjp_p, _cross_entropy_vjp_t), shape=_loss_shape,
             examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                       ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
             domain=[PROBABILITY, PROBABILITY])
@@ -86,13 +92,17 @@ def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduct
     return _reduce(-np.sum(t * _log_softmax(z, axis=axis), axis=axis) / math.log(base), reduction)
 
 
-def _softmax_cross_entropy_vjp(g, out, z, t, *, base=math.e, axis=-1, reduction="mean"):
+def _softmax_cross_entropy_vjp_z(g, out, z, t, *, base, axis, reduction):
     gs = _per_sample_grad(g, z, t, axis, reduction) / math.log(base)
-    logp = _log_softmax(z, axis=axis)
-    return gs * (np.exp(logp) * np.sum(t, axis=axis, keepdims=True) - t), -gs * logp
+    return gs * (_softmax(z, axis=axis) * np.sum(t, axis=axis, keepdims=True) - t)
 
 
-register_op("softmax_cross_entropy", _softmax_cross_entropy, _softmax_cross_entropy_vjp, shape=_loss_shape,
+def _softmax_cross_entropy_vjp_t(g, out, z, t, *, base, axis, reduction):
+    return -_per_sample_grad(g, z, t, axis, reduction) / math.log(base) * _log_softmax(z, axis=axis)
+
+
+register_op("softmax_cross_entropy", _softmax_cross_entropy,
+            (_softmax_cross_entropy_vjp_z, _softmax_cross_entropy_vjp_t), shape=_loss_shape,
             examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                       ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
             domain=[REAL, PROBABILITY])

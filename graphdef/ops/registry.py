@@ -3,10 +3,11 @@
 Rule signatures, shared by every op:
 
     forward(*inputs, **attrs) -> out
-    backward(g, out, *inputs, **attrs) -> tuple, one entry per input (None: no gradient)
+    backward: one rule per input, vjp_i(g, out, *inputs, **attrs) -> ∂L/∂input_i (None: not differentiable)
     shape(*input_shapes, **attrs) -> output shape
 
-`backward` returns the vector-Jacobian product: given g = ∂L/∂out it returns ∂L/∂input_i.
+Each vjp_i is a vector-Jacobian product: given g = ∂L/∂out it returns ∂L/∂input_i, and
+runs only when input i needs a gradient (a matmul feeding from data skips one product).
 It may return a gradient of the broadcast shape; the interpreter sums it back to the
 input's shape. Shapes are tuples whose dimensions may be None (unknown); a whole shape
 of None means the rank is unknown too. A shape rule raises ShapeError on a mismatch.
@@ -48,7 +49,7 @@ class Attr:
 class Op:
     name: str
     forward: Callable
-    backward: Callable | None
+    backward: tuple  # one vector-Jacobian rule per input, None where there is no gradient
     shape: Callable
     doc: str
     args: tuple[str, ...]  # names of the positional inputs
@@ -100,15 +101,17 @@ def unbroadcast(g, shape: tuple):
     """Sum a gradient of a broadcast result back to the shape of the input it flows to."""
     if g.shape == shape:
         return g
-    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
-    return g.sum(axis=tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1), keepdims=True)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes).reshape(shape)
 
 
-def register_op(name: str, forward: Callable | None = None, backward: Callable | None = None, *,
+def register_op(name: str, forward: Callable | None = None, backward=None, *,
                 shape: Callable | None = None, doc: str | None = None, examples=(), domain=(),
                 replace: bool = False):
     """Register an op; usable as a call or, without `forward`, as a decorator of it.
 
+    `backward` is a tuple of one rule per input (a single rule for a one-input op).
     `shape` defaults to broadcasting the inputs (right for elementwise ops).
     `examples` and `domain` feed the gradient tests generated from this registry.
     """
@@ -118,6 +121,9 @@ def register_op(name: str, forward: Callable | None = None, backward: Callable |
     if name in OPS and not replace:
         raise ValueError(f"op '{name}' is already registered (pass replace=True to override it)")
     args, attrs = _signature(forward)
+    backward = (backward,) if callable(backward) else tuple(backward or (None,) * len(args))
+    if len(backward) != len(args):
+        raise ValueError(f"op '{name}': {len(args)} inputs but {len(backward)} backward rules")
     doc = (doc or inspect.getdoc(forward) or "").strip()
     OPS[name] = Op(name, forward, backward, shape or broadcast_shape, doc.splitlines()[0] if doc else "",
                    args, attrs, tuple(examples), tuple(domain))

@@ -18,13 +18,25 @@ def _axes(axis, rank: int) -> tuple:
 
 # -- matmul -------------------------------------------------------------------
 
-def _matmul_vjp(g, out, x, y):
+def _promoted(g, x, y):
+    """x, y and g as matrices: numpy matmul's 1-D promotion made explicit (batch dims kept)."""
     x2 = x if x.ndim > 1 else x[None, :]
     y2 = y if y.ndim > 1 else y[:, None]
-    g2 = g.reshape(np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2]) + (x2.shape[-2], y2.shape[-1]))
-    gx = unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape)
-    gy = unbroadcast(np.swapaxes(x2, -1, -2) @ g2, y2.shape)
-    return gx.reshape(x.shape), gy.reshape(y.shape)
+    return np.reshape(g, np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2]) + (x2.shape[-2], y2.shape[-1])), x2, y2
+
+
+def _matmul_vjp_x(g, out, x, y):
+    if x.ndim == 2 and y.ndim == 2:
+        return g @ y.T
+    g2, x2, y2 = _promoted(g, x, y)
+    return unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape).reshape(x.shape)
+
+
+def _matmul_vjp_y(g, out, x, y):
+    if x.ndim == 2 and y.ndim == 2:
+        return x.T @ g
+    g2, x2, y2 = _promoted(g, x, y)
+    return unbroadcast(np.swapaxes(x2, -1, -2) @ g2, y2.shape).reshape(y.shape)
 
 
 def _matmul_shape(a, b):
@@ -40,7 +52,7 @@ def _matmul_shape(a, b):
     return broadcast_shape(a2[:-2], b2[:-2]) + rows + cols
 
 
-register_op("matmul", lambda x, y: np.matmul(x, y), _matmul_vjp, shape=_matmul_shape,
+register_op("matmul", lambda x, y: np.matmul(x, y), (_matmul_vjp_x, _matmul_vjp_y), shape=_matmul_shape,
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
             examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
                       ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
@@ -78,9 +90,9 @@ def _mean(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
     return np.mean(x, axis=axis, keepdims=keepdims)
 
 
-register_op("sum", _sum, lambda g, out, x, **a: (_unreduce(g, x, **a),),
+register_op("sum", _sum, lambda g, out, x, **a: _unreduce(g, x, **a),
             shape=_reduce_shape, examples=REDUCE_EXAMPLES)
-register_op("mean", _mean, lambda g, out, x, **a: (_unreduce(g, x, **a) * (out.size / x.size),),
+register_op("mean", _mean, lambda g, out, x, **a: _unreduce(g, x, **a) * (np.size(out) / np.size(x)),
             shape=_reduce_shape, examples=REDUCE_EXAMPLES)
 
 
@@ -102,7 +114,7 @@ def _transpose_shape(shape, *, axes=None):
 
 
 register_op("transpose", _transpose,
-            lambda g, out, x, *, axes=None: (np.transpose(g, None if axes is None else np.argsort(axes)),),
+            lambda g, out, x, *, axes: np.transpose(g, None if axes is None else np.argsort(axes)),
             shape=_transpose_shape, examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))])
 
 
@@ -122,5 +134,5 @@ def _reshape_shape(x, *, shape):
     return tuple(size // known if d == -1 else d for d in shape)
 
 
-register_op("reshape", _reshape, lambda g, out, x, **a: (np.reshape(g, x.shape),),
+register_op("reshape", _reshape, lambda g, out, x, **a: np.reshape(g, np.shape(x)),
             shape=_reshape_shape, examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[])])

@@ -50,6 +50,7 @@ RULES = {"sgd": _sgd, "momentum": _sgd, "nesterov": _sgd, "adam": _adam,
 class Optimizer:
     def __init__(self, name: str, **settings):
         self.name, self.settings = name, {**DEFAULTS[name], **settings}
+        self.hyper = {k: v for k, v in self.settings.items() if k != "lr"}
         self.state = {"step": np.array(0)}
 
     @property
@@ -59,10 +60,9 @@ class Optimizer:
     def step(self, params: dict, grads: dict, lr: float) -> None:
         """One update of every parameter with its gradient, at learning rate lr."""
         self.state["step"] = self.state["step"] + 1
-        t = int(self.state["step"])
-        hyper = {k: v for k, v in self.settings.items() if k != "lr"}
+        t, rule = int(self.state["step"]), RULES[self.name]
         for name, p in params.items():
-            RULES[self.name](p, grads[name], functools.partial(self._slot, name, p), lr, t, **hyper)
+            rule(p, grads[name], functools.partial(self._slot, name, p), lr, t, **self.hyper)
 
     def _slot(self, name: str, like: np.ndarray, slot: str) -> np.ndarray:
         return self.state.setdefault(f"{name}/{slot}", np.zeros_like(like))

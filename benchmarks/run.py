@@ -1,0 +1,393 @@
+"""graphdef against hand-written numpy (and PyTorch eager when installed), in one process.
+
+Each workload is written as a YAML model, checked to give the same gradients as its
+numpy reference, then timed with the implementations interleaved; medians and the
+ratio graphdef / numpy are printed against the targets and saved as JSON. The machine
+is shared and noisy: read ratios, not single times.
+
+    python benchmarks/run.py [--quick] [--output benchmarks/results.json]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import graphdef  # noqa: E402
+from graphdef.training.optimizers import Optimizer  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+# -- timing ---------------------------------------------------------------------------
+
+def per_call(fn, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def interleaved(fns: dict, repeats: int, number: int) -> dict:
+    """Median seconds per call of each function, timed in turns so that machine noise hits all alike."""
+    for fn in fns.values():
+        fn()  # warm up: compile plans, fill caches
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(per_call(fn, number))
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def agree(name: str, ours: dict, theirs: dict, rtol: float):
+    for k in theirs:
+        np.testing.assert_allclose(np.asarray(ours[k], dtype=np.float64), np.asarray(theirs[k], dtype=np.float64),
+                                   rtol=rtol, atol=rtol * 1e-3, err_msg=f"{name}: gradient of {k} differs")
+
+
+# -- W1: the lecture network with scalar vertices -------------------------------------
+
+W1_PARAMS = {k: np.float64(v) for k, v in graphdef.load(ROOT / "models/lecture_network.yaml").parameters.items()}
+
+
+def lecture_reference(x1, x2, y1, y2, p=W1_PARAMS):
+    """Forward and backward of the lecture network, by hand."""
+    w1, w1p, w2, w2p, b1, b2 = p["w1"], p["w1p"], p["w2"], p["w2p"], p["b1"], p["b2"]
+    w3, w3p, w4, w4p, b3, b4 = p["w3"], p["w3p"], p["w4"], p["w4p"], p["b3"], p["b4"]
+    z1 = w1 * x1 + w2p * x2 + b1
+    z2 = w1p * x1 + w2 * x2 + b2
+    h1, h2 = np.maximum(z1, 0), np.maximum(z2, 0)
+    o1 = w3 * h1 + w4 * h2 + b3
+    o2 = w3p * h1 + w4p * h2 + b4
+    x_exp1, x_exp2 = np.exp(o1), np.exp(o2)
+    den = x_exp1 + x_exp2
+    e1, e2 = x_exp1 / den, x_exp2 / den
+    ln2 = np.log(2.0)
+    loss = -(y1 * np.log(e1) + y2 * np.log(e2)) / ln2
+    ge1, ge2 = -y1 / (e1 * ln2), -y2 / (e2 * ln2)
+    s = ge1 * e1 + ge2 * e2  # softmax backward
+    go1, go2 = e1 * (ge1 - s), e2 * (ge2 - s)
+    gh1, gh2 = go1 * w3 + go2 * w3p, go1 * w4 + go2 * w4p
+    gz1, gz2 = gh1 * (z1 > 0), gh2 * (z2 > 0)
+    batch = lambda g: np.sum(g)  # parameters are shared across a batch  # noqa: E731
+    grads = {"x1": gz1 * w1 + gz2 * w1p, "x2": gz1 * w2p + gz2 * w2,
+             "y1": -np.log(e1) / ln2, "y2": -np.log(e2) / ln2,
+             "w1": batch(gz1 * x1), "w1p": batch(gz2 * x1), "w2": batch(gz2 * x2), "w2p": batch(gz1 * x2),
+             "b1": batch(gz1), "b2": batch(gz2), "w3": batch(go1 * h1), "w3p": batch(go2 * h1),
+             "w4": batch(go1 * h2), "w4p": batch(go2 * h2), "b3": batch(go1), "b4": batch(go2)}
+    return loss, grads
+
+
+def w1(quick: bool) -> list:
+    model = graphdef.load(ROOT / "models/lecture_network.yaml")
+    rows = []
+    for label, n, number in (("W1 lecture network, one sample", None, 2000),
+                             ("W1b same graph, batch of 256 (per batch)", 256, 300)):
+        rng = np.random.default_rng(0)
+        if n is None:
+            feeds = {"x1": np.float64(1.0), "x2": np.float64(0.5), "y1": np.float64(1.0), "y2": np.float64(0.0)}
+        else:
+            labels = rng.integers(0, 2, n)
+            feeds = {"x1": rng.random(n), "x2": rng.random(n), "y1": (labels == 0) * 1.0, "y2": (labels == 1) * 1.0}
+        _, theirs = lecture_reference(*(np.asarray(feeds[k]) for k in ("x1", "x2", "y1", "y2")))
+        agree(label, model.gradients(feeds, of="E"), theirs, 1e-9)
+        fns = {"graphdef": lambda: model.gradients(feeds, of="E"),
+               "numpy": lambda: lecture_reference(feeds["x1"], feeds["x2"], feeds["y1"], feeds["y2"])}
+        if torch is not None and n is None:
+            fns["pytorch"] = _torch_lecture(feeds)
+        rows.append(_row(label, interleaved(fns, 5 if quick else 15, number // (4 if quick else 1)), 2.0))
+    return rows
+
+
+def _torch_lecture(feeds):
+    def step():
+        p = {k: torch.tensor(float(v), dtype=torch.float64, requires_grad=True) for k, v in W1_PARAMS.items()}
+        x1, x2, y1, y2 = (torch.tensor(float(feeds[k]), dtype=torch.float64) for k in ("x1", "x2", "y1", "y2"))
+        h1 = torch.relu(p["w1"] * x1 + p["w2p"] * x2 + p["b1"])
+        h2 = torch.relu(p["w1p"] * x1 + p["w2"] * x2 + p["b2"])
+        o1, o2 = p["w3"] * h1 + p["w4"] * h2 + p["b3"], p["w3p"] * h1 + p["w4p"] * h2 + p["b4"]
+        den = torch.exp(o1) + torch.exp(o2)
+        loss = -(y1 * torch.log2(torch.exp(o1) / den) + y2 * torch.log2(torch.exp(o2) / den))
+        loss.backward()
+    return step
+
+
+# -- W2, W3: MLP train steps --------------------------------------------------------------
+
+def mlp_yaml(sizes, dtype) -> str:
+    params, nodes, previous = [], [], "x"
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:]), 1):
+        params += [f"  W{i}: {{shape: [{a}, {b}], init: he_normal}}", f"  b{i}: {{shape: [{b}], init: zeros}}"]
+        nodes += [f"  m{i}: {{op: matmul, inputs: [{previous}, W{i}]}}", f"  z{i}: {{op: add, inputs: [m{i}, b{i}]}}"]
+        previous = f"z{i}"
+        if i < len(sizes) - 1:
+            nodes.append(f"  h{i}: {{op: relu, inputs: [z{i}]}}")
+            previous = f"h{i}"
+    return (f"graphdef: 1\nname: mlp{'-'.join(map(str, sizes))}\ndtype: {dtype}\ninputs:\n"
+            f"  x: {{shape: [{sizes[0]}]}}\n  y: {{shape: [{sizes[-1]}]}}\nparameters:\n" + "\n".join(params)
+            + "\nnodes:\n" + "\n".join(nodes) + f"\n  loss: {{op: softmax_cross_entropy, inputs: [{previous}, y]}}\n"
+            "outputs: [loss]\nloss: loss\n")
+
+
+def mlp_reference_step(params: dict, x, y, lr: float, n_layers: int) -> dict:
+    """One SGD step of a ReLU MLP with softmax cross-entropy (mean over the batch), by hand."""
+    acts, pre = [x], []
+    for i in range(1, n_layers + 1):
+        z = acts[-1] @ params[f"W{i}"] + params[f"b{i}"]
+        pre.append(z)
+        acts.append(np.maximum(z, 0) if i < n_layers else z)
+    z = acts[-1]
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.sum(y * (shifted - np.log(total)), axis=1))  # reported by every training step
+    g = (e / total - y) / len(x)
+    grads = {}
+    for i in range(n_layers, 0, -1):
+        grads[f"W{i}"] = acts[i - 1].T @ g
+        grads[f"b{i}"] = g.sum(axis=0)
+        if i > 1:
+            g = (g @ params[f"W{i}"].T) * (pre[i - 2] > 0)
+    for k, gk in grads.items():
+        params[k] -= lr * gk
+    grads["loss"] = loss
+    return grads
+
+
+def mlp_workload(label, sizes, batch, dtype, target, quick, number, memory_target=None) -> dict:
+    model = graphdef.loads(mlp_yaml(sizes, dtype))
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, sizes[0])).astype(dtype)
+    y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], batch)]
+    names = list(model.parameters)
+    reference = {k: v.copy() for k, v in model.parameters.items()}
+    optimizer = Optimizer("sgd", lr=1e-3)
+    n_layers = len(sizes) - 1
+
+    def ours():
+        env = {**model.constants, **model.parameters, "x": x, "y": y}
+        values, grads = model.backprop(env, "loss", names)
+        optimizer.step(model.parameters, grads, 1e-3)
+        return {**grads, "loss": values["loss"]}
+
+    def theirs():
+        return mlp_reference_step(reference, x, y, 1e-3, n_layers)
+
+    agree(label, ours(), theirs(), 1e-4 if dtype == "float32" else 1e-10)
+    fns = {"graphdef": ours, "numpy": theirs}
+    if torch is not None:
+        fns["pytorch"] = _torch_mlp(reference, x, y, n_layers)
+    row = _row(label, interleaved(fns, 5 if quick else 15, max(number // (4 if quick else 1), 1)), target)
+    if memory_target:
+        row["peak memory ratio"] = peak_memory(ours) / peak_memory(theirs)
+        row["memory target"] = memory_target
+    return row
+
+
+def _torch_mlp(params, x, y, n_layers):
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    tx, ty = torch.tensor(x), torch.tensor(y).argmax(dim=1)
+    opt = torch.optim.SGD(list(tp.values()), lr=1e-3)
+
+    def step():
+        h = tx
+        for i in range(1, n_layers + 1):
+            h = h @ tp[f"W{i}"] + tp[f"b{i}"]
+            h = torch.relu(h) if i < n_layers else h
+        loss = torch.nn.functional.cross_entropy(h, ty)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def peak_memory(fn) -> int:
+    gc.collect()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+# -- W4: a long chain of elementwise vertices --------------------------------------------
+
+CHAIN_OPS = ("tanh", "sigmoid", "neg", "exp")
+
+
+def chain_yaml(n: int) -> str:
+    nodes = [f"  v{i + 1}: {{op: {CHAIN_OPS[i % 4]}, inputs: [v{i}]}}" for i in range(n)]
+    return (f"graphdef: 1\nname: chain{n}\ninputs:\n  v0: {{shape: [16]}}\nnodes:\n" + "\n".join(nodes)
+            + f"\n  total: {{op: sum, inputs: [v{n}]}}\noutputs: [total]\nloss: total\n")
+
+
+def chain_reference(x, n: int):
+    values = [x]
+    for i in range(n):
+        v = values[-1]
+        op = CHAIN_OPS[i % 4]
+        values.append(np.tanh(v) if op == "tanh" else 1 / (1 + np.exp(-v)) if op == "sigmoid"
+                      else -v if op == "neg" else np.exp(v))
+    g = np.ones_like(x)
+    for i in range(n - 1, -1, -1):
+        op, out = CHAIN_OPS[i % 4], values[i + 1]
+        g = g * (1 - out * out) if op == "tanh" else g * out * (1 - out) if op == "sigmoid" \
+            else -g if op == "neg" else g * out
+    return g
+
+
+def w4(quick: bool) -> list:
+    n = 2000
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "chain.yaml"
+        path.write_text(chain_yaml(n))
+        load_time = statistics.median(per_call(lambda: graphdef.load(path), 1) for _ in range(3 if quick else 7))
+        model = graphdef.load(path)
+    x = np.random.default_rng(0).normal(size=16)
+    agree("W4", model.gradients({"v0": x}), {"v0": chain_reference(x, n)}, 1e-9)
+    fns = {"graphdef": lambda: model.gradients({"v0": x}), "numpy": lambda: chain_reference(x, n)}
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+
+        def torch_chain():
+            v = tx
+            for i in range(n):
+                op = CHAIN_OPS[i % 4]
+                v = torch.tanh(v) if op == "tanh" else torch.sigmoid(v) if op == "sigmoid" else -v if op == "neg" \
+                    else torch.exp(v)
+            v.sum().backward()
+        fns["pytorch"] = torch_chain
+    times = interleaved(fns, 5 if quick else 11, 3 if quick else 10)
+    row = _row(f"W4 chain of {n} elementwise vertices, length 16 (per vertex)",
+               {k: v / n for k, v in times.items()}, 1.5)
+    load_row = {"workload": f"load + validate the {n}-vertex chain file", "graphdef": load_time, "target": 0.3,
+                "ratio": None, "ok": load_time <= 0.3, "unit": "s"}
+    return [row, load_row]
+
+
+def scaling(quick: bool) -> list:
+    """Load, first forward+backward (compiles) and later forward+backward times for growing chains."""
+    rows = []
+    for n in (1000, 10_000) if quick else (1000, 10_000, 100_000):
+        text = chain_yaml(n)
+        start = time.perf_counter()
+        model = graphdef.loads(text)
+        loaded = time.perf_counter()
+        x = np.ones(16) * 0.1
+        model.gradients({"v0": x})
+        first = time.perf_counter()
+        model.gradients({"v0": x})
+        again = time.perf_counter()
+        rows.append({"vertices": n, "load s": loaded - start, "first fwd+bwd s (compiles)": first - loaded,
+                     "fwd+bwd s": again - first})
+    return rows
+
+
+# -- training: graphdef train against a numpy loop over the same batches ---------------------
+
+def training(quick: bool) -> dict:
+    epochs = 3 if quick else 6
+    seconds = {"graphdef": [], "numpy": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for turn in range(2):
+            history = graphdef.train(ROOT / "models/digits.yaml", run_dir=Path(tmp) / f"r{turn}", epochs=epochs,
+                                     optimizer="sgd", lr=0.05, out=io.StringIO())
+            seconds["graphdef"] += [row["seconds"] for row in history[1:]]
+            seconds["numpy"] += _numpy_digits_epochs(history.model, epochs)
+    times = {k: statistics.median(v) for k, v in seconds.items()}
+    return _row(f"training epoch, models/digits.yaml (sgd, batch 32)", times, 1.3)
+
+
+def _numpy_digits_epochs(model, epochs) -> list:
+    from graphdef.training.datasets import digits
+    from graphdef.training.loop import split
+    data = digits()
+    x, y = data["x"], np.eye(10)[data["y"]]
+    val, train_rows = split(len(x), 0, 0.2)
+    params = {"W1": model.parameters["logits/layer1/W"].copy(), "b1": model.parameters["logits/layer1/b"].copy(),
+              "W2": model.parameters["logits/layer2/W"].copy(), "b2": model.parameters["logits/layer2/b"].copy()}
+    out = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        order = train_rows[np.random.default_rng([0, epoch]).permutation(len(train_rows))]
+        correct = 0
+        for b in range(0, len(order), 32):
+            rows = order[b:b + 32]
+            z = np.maximum(x[rows] @ params["W1"] + params["b1"], 0) @ params["W2"] + params["b2"]
+            correct += int(np.sum(z.argmax(1) == y[rows].argmax(1)))
+            mlp_reference_step(params, x[rows], y[rows], 0.05, 2)
+        z = np.maximum(x[val] @ params["W1"] + params["b1"], 0) @ params["W2"] + params["b2"]
+        e = np.exp(z - z.max(1, keepdims=True))
+        _ = -np.mean(np.sum(y[val] * np.log(e / e.sum(1, keepdims=True)), 1)), np.mean(z.argmax(1) == y[val].argmax(1))
+        out.append(time.perf_counter() - start)
+    return out[1:]
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def _row(label: str, times: dict, target: float) -> dict:
+    ratio = times["graphdef"] / times["numpy"]
+    return {"workload": label, **times, "ratio": ratio, "target": target, "ok": ratio <= target, "unit": "s"}
+
+
+def _show(seconds: float) -> str:
+    return f"{seconds * 1e6:9.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller scaling sizes")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    args = parser.parse_args()
+    q = args.quick
+    rows = w1(q)
+    rows.append(mlp_workload("W2 digits MLP train step, batch 64, 64-128-10, float32", [64, 128, 10], 64,
+                             "float32", 1.15, q, 400))
+    rows.append(mlp_workload("W2 digits MLP train step, batch 64, 64-128-10, float64", [64, 128, 10], 64,
+                             "float64", 1.15, q, 400))
+    rows.append(mlp_workload("W3 wide MLP train step, batch 256, 784-512-512-10, float32", [784, 512, 512, 10],
+                             256, "float32", 1.05, q, 8, memory_target=1.2))
+    rows += w4(q)
+    rows.append(training(q))
+    curve = scaling(q)
+
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}" \
+              + (f", torch {torch.__version__}" if torch is not None else "")
+    print(f"machine: {machine}")
+    print(f"{'workload':<62} {'graphdef':>12} {'numpy':>12} {'pytorch':>12} {'ratio':>7} {'target':>7}")
+    for r in rows:
+        times = "".join(_show(r[k]) if k in r and r[k] is not None else f"{'':>12}" for k in ("graphdef", "numpy", "pytorch"))
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else ""
+        target = f"≤{r['target']}" + ("s" if r["ratio"] is None else "×")
+        print(f"{r['workload']:<62} {times:} {ratio:>7} {target:>7}  {'ok' if r['ok'] else 'MISSED'}")
+        if "peak memory ratio" in r:
+            ok = r["peak memory ratio"] <= r["memory target"]
+            print(f"{'   peak memory, graphdef / numpy':<62} {'':>36} {r['peak memory ratio']:>7.2f} "
+                  f"{'≤' + str(r['memory target']) + '×':>7}  {'ok' if ok else 'MISSED'}")
+    print("\nscaling (chain of elementwise vertices, length-16 vectors):")
+    for c in curve:
+        print(f"  {c['vertices']:>7,} vertices: load {c['load s']:.3f} s, first forward+backward "
+              f"{c['first fwd+bwd s (compiles)']:.3f} s (compiles), then {c['fwd+bwd s']:.4f} s")
+    Path(args.output).write_text(json.dumps({"machine": machine, "rows": rows, "scaling": curve}, indent=2))
+    print(f"\nsaved {args.output}")
+
+
+if __name__ == "__main__":
+    main()
