@@ -100,9 +100,9 @@ def _leaves(steps) -> list:
     return list(dict.fromkeys(a for s in steps for a in s.args if a not in made))
 
 
-def _forward_lines(w: _Writer, steps) -> None:
-    for name in _leaves(steps):
-        w.line(f"{w.slot(name)} = env[{name!r}]")
+def _forward_lines(w: _Writer, steps, scalars) -> None:
+    for name in _leaves(steps):  # 0-d parameters and constants as numpy scalars: much faster arithmetic
+        w.line(f"{w.slot(name)} = env[{name!r}]" + ("[()]" if name in scalars else ""))
     for step in steps:
         w.line(f"{w.slot(step.name)} = {w.call(step.op.forward, step, step.op.name)}  # {step.name}", step)
 
@@ -111,22 +111,22 @@ def _returned(w: _Writer, names) -> str:
     return "{" + ", ".join(f"{n!r}: {w.slot(n)}" for n in names) + "}"
 
 
-def compile_forward(steps) -> Compiled:
-    """forward(env) -> {vertex: value} for every step, given env holding their leaves."""
+def compile_forward(steps, scalars=frozenset()) -> Compiled:
+    """forward(env) -> {vertex: value} for every step, given env holding their leaves (`scalars`: the 0-d ones)."""
     w = _Writer("forward", "env")
-    _forward_lines(w, steps)
+    _forward_lines(w, steps, scalars)
     w.line(f"return {_returned(w, [s.name for s in steps])}")
     return w.compiled()
 
 
-def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=()) -> Compiled:
+def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scalars=frozenset()) -> Compiled:
     """backprop(env) -> (values of the steps, ∂of/∂v for v in wrt and keep that of depends on), one pass each way.
 
     `backward_steps` and `wanted` are the steps and vertices on a path from wrt to `of`.
     The seed is ones: for a non-scalar `of`, this is the gradient of its sum.
     """
     w = _Writer("backprop", "env")
-    _forward_lines(w, steps)
+    _forward_lines(w, steps, scalars)
     keep = set(wrt) | set(keep)
     has = {of}
     w.line(f"{w.slot(of, 'g')} = ones_like({w.slot(of)})")

@@ -1,6 +1,7 @@
 """A loaded, validated model: its NetworkX graph, its values, and the three gradient methods."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class Model:
         self.steps = tuple(Step(n, graph.nodes[n]["op"], graph.nodes[n]["args"], graph.nodes[n]["attrs"])
                            for n in order if graph.nodes[n]["kind"] == "node")
         self._plans = {}
+        self._scalars = frozenset(n for n, v in self._vertices("parameter", "constant", "literal") if v["shape"] == ())
 
     def save(self, directory) -> Path:
         """Write model.yaml and weights.npz into `directory` (atomically); returns the model.yaml path."""
@@ -80,7 +82,12 @@ class Model:
         the gradient of its sum. method: reverse (backpropagation), paths (the sum over
         paths of edge-derivative products; scalar graphs) or numeric (central differences).
         """
-        return self.value_and_gradients(inputs, of, wrt, method)[1]
+        if method != "reverse":
+            return self.value_and_gradients(inputs, of, wrt, method)[1]
+        of, wrt = self.resolve(of, wrt)
+        env = self._feed(inputs)
+        grads = self._guarded(self.compiled_backprop(of, wrt), env)[1]
+        return {w: np.asarray(grads[w]) if w in grads else np.zeros_like(env[w]) for w in wrt}
 
     def value_and_gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse"):
         """(every vertex's value, gradients) in one forward pass; see `gradients`."""
@@ -95,7 +102,7 @@ class Model:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             return _arrays(values), paths.path_gradients(self.graph, steps, values, of, wrt, wanted)
         values, grads = self.backprop(env, of, wrt)
-        return _arrays(values), {w: np.asarray(g) for w, g in grads.items()}
+        return _arrays(values), _arrays(grads)
 
     def trace(self, inputs: dict, of: str | None = None, wrt=None) -> "Trace":
         """One forward and one backward pass, keeping ∂of/∂v for every vertex v on the way (to explain or draw)."""
@@ -108,7 +115,7 @@ class Model:
         """Forward over an environment already holding the inputs, parameters and constants (no checks)."""
         key = ("forward", tuple(outputs or ()))
         if key not in self._plans:
-            self._plans[key] = interpreter.compile_forward(self._forward_steps(key[1]))
+            self._plans[key] = interpreter.compile_forward(self._forward_steps(key[1]), self._scalars)
         values = dict(env)
         values.update(self._guarded(self._plans[key], env))
         return values
@@ -133,7 +140,7 @@ class Model:
         if key not in self._plans:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
-            self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep)
+            self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep, self._scalars)
         return self._plans[key]
 
     def _forward_steps(self, outputs: tuple) -> tuple:
@@ -204,7 +211,9 @@ class Model:
         except (ValueError, TypeError):
             return None, self.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
                                       "give a number or a (nested) list of numbers")
-        if not np.all(np.isfinite(value)):
+        if value.ndim == 0:
+            value = value[()]  # a numpy scalar: arithmetic on it is several times faster than on a 0-d array
+        if not (math.isfinite(value) if value.ndim == 0 else np.isfinite(value).all()):
             return None, self.problem(name, f"input '{name}' contains NaN or infinity", "clean the data")
         if shape is not None and not _fits(value.shape, shape):
             return None, self.problem(name, f"input '{name}' has shape {list(value.shape)}, expected "

@@ -70,7 +70,7 @@ def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean"):
 
 def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
     """−Σ t·log_base(p) over axis per sample, then mean (or sum, or none) over samples."""
-    return _reduce(-np.sum(t * np.log(p), axis=axis) / math.log(base), reduction)
+    return _reduce((t * np.log(p)).sum(axis=axis) / -math.log(base), reduction)
 
 
 def _cross_entropy_vjp_p(g, out, p, t, *, base, axis, reduction):
@@ -89,12 +89,12 @@ register_op("cross_entropy", _cross_entropy, (_cross_entropy_vjp_p, _cross_entro
 
 def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
     """cross_entropy(softmax(z), t) fused: stable for large logits, one cheap gradient."""
-    return _reduce(-np.sum(t * _log_softmax(z, axis=axis), axis=axis) / math.log(base), reduction)
+    return _reduce((t * _log_softmax(z, axis=axis)).sum(axis=axis) / -math.log(base), reduction)
 
 
 def _softmax_cross_entropy_vjp_z(g, out, z, t, *, base, axis, reduction):
     gs = _per_sample_grad(g, z, t, axis, reduction) / math.log(base)
-    return gs * (_softmax(z, axis=axis) * np.sum(t, axis=axis, keepdims=True) - t)
+    return gs * (_softmax(z, axis=axis) * t.sum(axis=axis, keepdims=True) - t)
 
 
 def _softmax_cross_entropy_vjp_t(g, out, z, t, *, base, axis, reduction):

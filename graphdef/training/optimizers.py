@@ -59,10 +59,11 @@ class Optimizer:
 
     def step(self, params: dict, grads: dict, lr: float) -> None:
         """One update of every parameter with its gradient, at learning rate lr."""
-        self.state["step"] = self.state["step"] + 1
-        t, rule = int(self.state["step"]), RULES[self.name]
+        t = int(self.state["step"]) + 1
+        self.state["step"] = np.array(t)
+        rule = functools.partial(RULES[self.name], lr=lr, t=t, **self.hyper)
         for name, p in params.items():
-            rule(p, grads[name], functools.partial(self._slot, name, p), lr, t, **self.hyper)
+            rule(p, grads[name], functools.partial(self._slot, name, p))
 
     def _slot(self, name: str, like: np.ndarray, slot: str) -> np.ndarray:
         return self.state.setdefault(f"{name}/{slot}", np.zeros_like(like))
