@@ -9,8 +9,10 @@ from .errors import GraphDefError, Problem
 from .loader import load, loads
 from .model import Model
 from .ops import OPS, register_op
+from .source import Limits
 from . import plot
 from .training import evaluate, predict, train
 
-__all__ = ["GraphDefError", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict", "register_op", "train"]
+__all__ = ["GraphDefError", "Limits", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict",
+           "register_op", "train"]
 __version__ = "0.1.0"

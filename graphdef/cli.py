@@ -25,6 +25,7 @@ from .model import METHODS
 from .ops import OPS
 from .schema import schema_text
 from .serialize import atomic_write
+from .source import Limits
 from .training.optimizers import DEFAULTS as OPTIMIZERS
 
 
@@ -79,7 +80,7 @@ def cmd_validate(args, out, err):
     failed = 0
     for file in args.files:
         try:
-            model = load(file)
+            model = _load(args, file)
         except GraphDefError as e:
             failed += 1
             print(e, file=err)
@@ -91,8 +92,10 @@ def cmd_validate(args, out, err):
 
 
 def cmd_run(args, out, err):
-    model = load(args.model)
+    model = _load(args, args.model)
     values = model.forward(_inputs(args))
+    if args.check_numerics:
+        model.check_numerics(values)
     shown = {name: values[name] for name in model.outputs + ([model.loss] if model.loss else [])}
     if args.json:
         print(json.dumps({"outputs": {k: v.tolist() for k, v in shown.items()}}), file=out)
@@ -102,13 +105,15 @@ def cmd_run(args, out, err):
 
 
 def cmd_grad(args, out, err):
-    model = load(args.model)
+    model = _load(args, args.model)
     if args.explain:
         explain = explain_paths if args.method == "paths" else explain_sweep
         print(explain(model, _inputs(args), of=args.of, wrt=args.wrt), file=out)
         return
     values, grads = model.value_and_gradients(_inputs(args), of=args.of, wrt=args.wrt, method=args.method)
     of = model.resolve(args.of, args.wrt)[0]
+    if args.check_numerics:
+        model.check_numerics(values, grads, of)
     if args.json:
         print(json.dumps({"of": of, "method": args.method, "value": values[of].tolist(),
                           "gradients": {k: v.tolist() for k, v in grads.items()}}), file=out)
@@ -119,7 +124,7 @@ def cmd_grad(args, out, err):
 
 
 def cmd_draw(args, out, err):
-    model = load(args.model)
+    model = _load(args, args.model)
     inputs = _inputs(args) if args.at or args.inputs else None
     path = draw.write(draw.to_dot(model, inputs, args.of, args.max_nodes), args.output)
     print(f"wrote {path}", file=err)
@@ -133,13 +138,13 @@ def cmd_cost(args, out, err):
         for depth, c in diamond_table(args.diamond):
             print(f"{depth:>5} {c.paths:>14,} {c.path_multiplications:>16,} {c.sweep_multiplications:>12,}", file=out)
         return
-    model = load(args.model)
+    model = _load(args, args.model)
     of, wrt = model.resolve(args.of, args.wrt)
     print(f"∂{of}/∂({', '.join(wrt)}): {cost(model, of, wrt)}", file=out)
 
 
 def cmd_plan(args, out, err):
-    model = load(args.model)
+    model = _load(args, args.model)
     of, wrt = model.resolve(args.of, args.wrt)
     steps, wanted = model.backward_plan(of, tuple(wrt))
     rows = [(str(i), s.name, s.op.name, ", ".join(s.args), ", ".join(f"{k}={v}" for k, v in s.attrs.items()),
@@ -162,8 +167,9 @@ def cmd_train(args, out, err):
     if (args.model is None) == (args.resume is None):
         raise UsageError("give a MODEL to train, or --resume RUN_DIR to continue a run (not both)")
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "optimizer", "batch_size", "seed")}
-    history = train(args.model, args.data, run_dir=args.output, resume=args.resume, force=args.force,
-                    out=err, **overrides)
+    model = None if args.model is None else _load(args, args.model, seed=args.seed)
+    history = train(model, args.data, run_dir=args.output, resume=args.resume, force=args.force, out=err,
+                    check_numerics=args.check_numerics, **overrides)
     if args.json:
         print(json.dumps({"run_dir": str(history.run_dir), "status": history.status, "history": list(history)}),
               file=out)
@@ -171,7 +177,7 @@ def cmd_train(args, out, err):
 
 
 def cmd_eval(args, out, err):
-    result = evaluate(load(args.model), args.data)
+    result = evaluate(_load(args, args.model), args.data)
     if args.json:
         print(json.dumps(result), file=out)
     else:
@@ -179,7 +185,7 @@ def cmd_eval(args, out, err):
 
 
 def cmd_predict(args, out, err):
-    predictions = predict(load(args.model), args.data)
+    predictions = predict(_load(args, args.model), args.data)
     columns = {}
     for name, values in predictions.items():
         flat = values.reshape(len(values), -1)
@@ -207,7 +213,7 @@ def cmd_ops(args, out, err):
 
 
 def cmd_show(args, out, err):
-    model = load(args.model)
+    model = _load(args, args.model)
     rows = [(name, v["kind"], v["op"].name if v["kind"] == "node" else "", show_shape(v.get("shape")),
              v.get("call") or "") for name, v in model.graph.nodes(data=True)]
     header = ("vertex", "kind", "op", "shape", "call")
@@ -224,6 +230,18 @@ def cmd_schema(args, out, err):
 
 
 # -- helpers ------------------------------------------------------------------------
+
+def _load(args, path, **options):
+    """graphdef.load with the limits, dtype and weights permission given on the command line."""
+    limits = {}
+    for item in args.limit or []:
+        name, _, value = item.partition("=")
+        if name not in Limits.__dataclass_fields__ or not value.isdigit():
+            raise UsageError(f"--limit takes NAME=INTEGER with NAME one of {', '.join(Limits.__dataclass_fields__)}")
+        limits[name] = int(value)
+    return load(path, dtype=args.dtype, allow_outside_weights=args.allow_outside_weights,
+                limits=Limits(**limits), **options)
+
 
 def _inputs(args) -> dict:
     values = read_arrays(args.inputs) if args.inputs else {}
@@ -251,8 +269,15 @@ def _build_parser(out) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="graphdef 0.1.0")
     sub = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
 
-    def command(name, func, help):
-        p = sub.add_parser(name, help=help, description=help)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--limit", action="append", metavar="NAME=N",
+                        help="raise a safety limit for a file you trust: " + ", ".join(Limits.__dataclass_fields__))
+    common.add_argument("--allow-outside-weights", action="store_true",
+                        help="let a model read a weights file outside its own folder")
+    common.add_argument("--dtype", choices=["float32", "float64"], help="override the model's dtype")
+
+    def command(name, func, help, loads_models=True):
+        p = sub.add_parser(name, help=help, description=help, parents=[common] if loads_models else [])
         p.out = out
         p.set_defaults(command=func)
         return p
@@ -267,7 +292,12 @@ def _build_parser(out) -> argparse.ArgumentParser:
         p.add_argument("--at", action="append", metavar="NAME=VALUE", help="an input value, a YAML literal")
         p.add_argument("--inputs", metavar="DATA", help="input values from a .npz or .json file")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "run":
+            p.add_argument("--check-numerics", action="store_true",
+                           help="stop at the first vertex producing NaN or infinity, naming it")
         if name == "grad":
+            p.add_argument("--no-check-numerics", dest="check_numerics", action="store_false",
+                           help="do not stop at NaN or infinity (checked by default)")
             p.add_argument("--of", metavar="NODE", help="vertex to differentiate (default: loss, else the output)")
             p.add_argument("--wrt", nargs="+", metavar="NAME", help="inputs/parameters (default: all)")
             p.add_argument("--method", choices=METHODS, default="reverse")
@@ -295,7 +325,7 @@ def _build_parser(out) -> argparse.ArgumentParser:
     p.add_argument("--wrt", nargs="+", metavar="NAME")
     p.add_argument("--code", action="store_true", help="print the generated forward-and-backward function")
 
-    p = command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)")
+    p = command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)", loads_models=False)
     p.add_argument("run_dir", metavar="RUN_DIR")
 
     data_help = "built-in data set (xor, moons, spirals, digits) or a .csv/.npz file"
@@ -311,6 +341,8 @@ def _build_parser(out) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.add_argument("--json", action="store_true", help="print the history as one JSON object")
+    p.add_argument("--check-numerics", action="store_true",
+                   help="check every batch for NaN or infinity, naming the vertex (slower)")
 
     p = command("eval", cmd_eval, "loss and metrics of a (trained) model")
     p.add_argument("model", metavar="MODEL")
@@ -322,8 +354,8 @@ def _build_parser(out) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("-o", "--output", metavar="FILE.csv", help="write here instead of standard output")
 
-    command("ops", cmd_ops, "list the registered ops and the standard library's functions")
+    command("ops", cmd_ops, "list the registered ops and the standard library's functions", loads_models=False)
     p = command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from")
     p.add_argument("model", metavar="MODEL")
-    command("schema", cmd_schema, "print the JSON Schema of the model format")
+    command("schema", cmd_schema, "print the JSON Schema of the model format", loads_models=False)
     return parser

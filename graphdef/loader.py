@@ -15,37 +15,57 @@ import networkx as nx
 import numpy as np
 
 from . import schema
-from .errors import GraphDefError, did_you_mean
+from .errors import GraphDefError, Problem, did_you_mean
 from .functions import expand
 from .initializers import initialize
 from .model import Model, topological_order
 from .ops import OPS
 from .ops.registry import REQUIRED, show_shape
-from .source import Source, parse, read_file
+from .source import LIMITS, Limits, Source, parse, read_file
 
+DTYPES = ("float32", "float64")
 SECTIONS = {"inputs": "input", "parameters": "parameter", "constants": "constant", "nodes": "node"}
 NODE_KEYS = ("op", "inputs", "description")
 
 
-def load(path, *, seed: int = 0, allow_outside_weights: bool = False) -> Model:
-    """Load and validate a model file; parameters with an `init` are drawn with `seed`.
+def load(path, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,
+         limits: Limits = LIMITS) -> Model:
+    """Load and validate a model file.
 
+    Parameters with an `init` are drawn with `seed` (default: the model's training.seed, else 0).
     A trained model's weights file must sit in the model's folder (or below it) unless
     `allow_outside_weights` is set: a shared model file cannot make graphdef read elsewhere.
+    `dtype` (float32, float64) overrides the model's. `limits` bounds what a file may ask
+    for (size, values, nesting, vertices).
     """
-    return build(read_file(path), seed=seed, allow_outside_weights=allow_outside_weights)
+    return build(read_file(path, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
+                 limits=limits)
 
 
-def loads(text: str, *, seed: int = 0, file: str | None = None, allow_outside_weights: bool = False) -> Model:
+def loads(text: str, *, seed: int | None = None, dtype: str | None = None, file: str | None = None,
+          allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
     """Load and validate a model from YAML text (weights files are then relative to the working folder)."""
-    return build(parse(text, file), seed=seed, allow_outside_weights=allow_outside_weights)
+    return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
+                 limits=limits)
 
 
-def build(source: Source, *, seed: int = 0, allow_outside_weights: bool = False) -> Model:
+def build(source: Source, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,
+          limits: Limits = LIMITS) -> Model:
     problems = schema.check(source)
     if problems:
         raise GraphDefError(problems)
-    return _Loader(expand(source), seed, allow_outside_weights).model(source.data)
+    if dtype is not None:
+        if dtype not in DTYPES:
+            raise GraphDefError(Problem(f"unknown dtype '{dtype}'", hint=f"use one of: {', '.join(DTYPES)}"))
+        source = Source({**source.data, "dtype": dtype}, source.file, source.positions)
+    if seed is None:
+        seed = (source.data.get("training") or {}).get("seed", 0)
+    expanded = expand(source)
+    size = sum(len(expanded.data.get(k) or {}) for k in SECTIONS)
+    if size > limits.max_vertices:
+        raise GraphDefError(Problem(f"the model has {size:,} vertices, more than {limits.max_vertices:,}", source.file,
+                                    hint=limits.exceeded("max_vertices")))
+    return _Loader(expanded, seed, allow_outside_weights).model(source.data)
 
 
 class _Loader:

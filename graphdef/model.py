@@ -182,6 +182,21 @@ class Model:
             grads[w] = g.astype(self.dtype)
         return grads
 
+    def check_numerics(self, values: dict, grads: dict | None = None, of: str | None = None) -> None:
+        """Raise at the first vertex (in run order) whose value is NaN or infinite, naming its op and the
+        ranges of its inputs; then likewise for gradients, in backward order."""
+        for step in self.steps:
+            value = values.get(step.name)
+            if value is not None and not np.all(np.isfinite(value)):
+                ranges = ", ".join(f"{a} in {_range(values[a])}" for a in step.args)
+                raise GraphDefError(self.problem(step.name, f"node '{step.name}' ({step.op.name}) produced "
+                                                 f"{_kind_of(value)} from {ranges}", NUMERIC_HINTS.get(
+                                                     step.op.name, "check the ranges of its inputs")))
+        for name, g in (grads or {}).items():
+            if not np.all(np.isfinite(g)):
+                raise GraphDefError(self.problem(name, f"the gradient ∂{of}/∂{name} is {_kind_of(g)}",
+                                                 "a rule divided by zero or overflowed on the way back"))
+
     # -- checking what the caller asked for -------------------------------------------
 
     def _feed(self, inputs: dict, params: dict | None = None, needed=None) -> dict:
@@ -274,6 +289,27 @@ def _reachable(graph, sources) -> set:
                 seen.add(v)
                 stack.append(v)
     return seen
+
+
+NUMERIC_HINTS = {
+    "log": "log of zero gives -inf and of a negative number NaN: keep its input positive",
+    "div": "division by zero: keep the divisor away from 0",
+    "reciprocal": "1/0 is infinite: keep the input away from 0",
+    "exp": "exp overflows above ~709 (float64) or ~88 (float32): scale the input down",
+    "pow": "a negative base with a fractional exponent, or an overflow",
+    "sqrt": "square root of a negative number",
+    "cross_entropy": "log of a zero probability: use softmax_cross_entropy on logits instead",
+}
+
+
+def _range(value) -> str:
+    value = np.asarray(value)
+    return f"[{np.nanmin(value):.4g}, {np.nanmax(value):.4g}]" if value.size and not np.all(np.isnan(value)) else "[nan]"
+
+
+def _kind_of(value) -> str:
+    value = np.asarray(value)
+    return "NaN" if np.any(np.isnan(value)) else "infinity"
 
 
 def _arrays(env: dict) -> dict:

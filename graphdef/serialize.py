@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .errors import GraphDefError, Problem
 from .schema import schema
 
 WEIGHTS_FILE = "weights.npz"
@@ -22,9 +23,15 @@ ORDER = ("graphdef", "name", "description", "dtype", "weights", "inputs", "param
 
 
 def atomic_write(path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old content or the new, nothing between."""
+    """Replace `path` with `data` so that readers see the old content or the new, nothing between.
+
+    A failed write (a full disk, a missing permission) leaves the old file as it was.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise GraphDefError(Problem(f"cannot write: {e.strerror or e}", str(path), hint=_write_hint(path))) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide saved models from other users
@@ -32,14 +39,21 @@ def atomic_write(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise GraphDefError(Problem(f"cannot write: {e.strerror or e}", str(path),
+                                        hint=_write_hint(path))) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _write_hint(path: Path) -> str:
+    return f"free disk space or fix permissions; {path.name} as it was before is untouched"
 
 
 def npz_bytes(arrays: dict) -> bytes:

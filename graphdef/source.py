@@ -6,6 +6,7 @@ alongside a map from document path to position.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import yaml
 
 from .errors import GraphDefError, Problem
 
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 5x faster
-MAX_VALUES = 1_000_000  # stops alias bombs ("billion laughs") before they expand
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 5x faster
+C_SAFE_DEPTH = 1000  # libyaml's composer recurses in C: deeper documents go to the pure-Python one, which stops cleanly
 STR_TAG = "tag:yaml.org,2002:str"
 PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
 
@@ -25,6 +26,24 @@ def format_path(path: tuple) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a model file may ask of graphdef. Raise them for files you trust:
+    graphdef.load(path, limits=Limits(max_vertices=...)) or `graphdef --limit max_vertices=...`."""
+
+    max_file_bytes: int = 64 * 2**20
+    max_values: int = 5_000_000  # counted after YAML aliases are expanded: a "billion laughs" file stops here
+    max_depth: int = 100  # nesting of mappings and lists
+    max_vertices: int = 1_000_000
+
+    @staticmethod
+    def exceeded(what: str) -> str:
+        return f"if you trust the file, raise the limit: --limit {what}=N, or graphdef.Limits({what}=N) in Python"
+
+
+LIMITS = Limits()
 
 
 @dataclass
@@ -59,10 +78,13 @@ class Source:
         return ":".join(str(x) for x in (p.file or "<text>", p.line, p.column) if x is not None)
 
 
-def read_file(path) -> Source:
+def read_file(path, limits: Limits = LIMITS) -> Source:
     """Read and parse a YAML model file; any failure is a GraphDefError naming the file."""
     path = Path(path)
     try:
+        if path.stat().st_size > limits.max_file_bytes:
+            raise GraphDefError(Problem(f"file is larger than {limits.max_file_bytes:,} bytes", str(path),
+                                        hint=limits.exceeded("max_file_bytes")))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise GraphDefError(Problem("file not found", str(path), hint="check the path")) from None
@@ -70,15 +92,20 @@ def read_file(path) -> Source:
         raise GraphDefError(Problem("is a directory, not a model file", str(path))) from None
     except (OSError, UnicodeDecodeError) as e:
         raise GraphDefError(Problem(f"cannot read file: {e}", str(path))) from None
-    return parse(text, str(path))
+    return parse(text, str(path), limits)
 
 
-def parse(text: str, file: str | None = None) -> Source:
-    """Parse YAML text into a Source; syntax errors, unsafe tags and duplicate keys raise."""
-    loader = SAFE_LOADER(text)
+def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source:
+    """Parse YAML text into a Source; syntax errors, unsafe tags, duplicate keys and limits raise."""
+    bound = _nesting_bound(text)
+    if bound >= C_SAFE_DEPTH and bound > limits.max_depth:  # refuse before any parser recurses into it
+        raise GraphDefError(Problem(f"document nests deeper than {limits.max_depth} levels", file,
+                                    hint=limits.exceeded("max_depth")))
+    loader = (FAST_LOADER if bound < C_SAFE_DEPTH else yaml.SafeLoader)(text)
+    source = Source(None, file)
     try:
         root = loader.get_single_node()
-        source = Source(None, file)
+        _check_size(root, limits, file)
         builder = _Builder(loader, source)
         source.data = builder.build(root, ())
     except RecursionError:
@@ -98,16 +125,52 @@ def parse(text: str, file: str | None = None) -> Source:
     return source
 
 
+def _nesting_bound(text: str) -> int:
+    """An upper bound of the document's nesting: bracket depth plus the deepest indentation (cheap)."""
+    depth = worst = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        depth += 1 if match.group() in "[{" else -1
+        worst = max(worst, depth)
+    indent = max((len(m.group()) for m in re.finditer(r"^[ \t-]*", text, re.M)), default=0)
+    return worst + indent
+
+
+def _check_size(root, limits: Limits, file) -> None:
+    """Refuse documents that expand past max_values (aliases counted as often as used) or nest past max_depth,
+    without expanding anything: each distinct node is measured once."""
+    sizes, open_nodes = {}, set()
+
+    def size(node, depth: int) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        mark = node.start_mark
+        where = (file, mark.line + 1, mark.column + 1)
+        if depth > limits.max_depth:
+            raise GraphDefError(Problem(f"document nests deeper than {limits.max_depth} levels", *where,
+                                        hint=limits.exceeded("max_depth")))
+        if id(node) in open_nodes:
+            raise GraphDefError(Problem("a YAML alias refers to itself", *where, hint="remove the recursive alias"))
+        open_nodes.add(id(node))
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > limits.max_values:
+            raise GraphDefError(Problem(f"document expands to more than {limits.max_values:,} values "
+                                        "(YAML aliases repeat what they refer to)", *where,
+                                        hint=limits.exceeded("max_values")))
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
 class _Builder:
     def __init__(self, loader, source: Source):
-        self.loader, self.source, self.count = loader, source, 0
+        self.loader, self.source = loader, source
         self.problems: list[Problem] = []
 
     def build(self, node, path: tuple):
-        self.count += 1
-        if self.count > MAX_VALUES:
-            raise GraphDefError(self.source.problem(path, f"document expands to more than {MAX_VALUES:,} values",
-                                                    "remove deeply nested YAML aliases"))
         if node is None:
             return None
         self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))

@@ -172,7 +172,7 @@ loss: loss
 training: {data: {source: d.npz}, batch_size: 4, validation_split: 0, epochs: 2}
 """)
     code, _, err = cli("train", model, "-o", tmp_path / "run")
-    assert code == 1 and f"{model}:8:" in err and "node 'l' (log) is the first to produce NaN" in err
+    assert code == 1 and f"{model}:8:" in err and "node 'l' (log) produced NaN from wx in [-1, 3]" in err and "log of zero" in err
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):

@@ -7,6 +7,7 @@ which epoch the run stood.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -41,6 +42,45 @@ def latest(run_dir) -> tuple[dict, dict, Path]:
             continue  # unreadable (only possible if written by something else): fall back to an older one
     raise GraphDefError(Problem("no readable checkpoint to resume from", str(folder),
                                 hint="start a new run with `graphdef train MODEL`"))
+
+
+class RunLock:
+    """One training per run directory at a time: RUN_DIR/.lock holds the writer's process id.
+
+    A lock left by a process that no longer runs (killed) is taken over.
+    """
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / ".lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None:
+                    raise GraphDefError(Problem(f"another training (process {holder}) is writing to this run "
+                                                "directory", str(self.path.parent),
+                                                hint="wait for it to finish, or train into another directory (-o)"))
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise GraphDefError(Problem("cannot lock the run directory", str(self.path.parent)))
+
+    def _holder(self) -> int | None:
+        try:
+            pid = int(self.path.read_text() or 0)
+            os.kill(pid, 0)
+        except (ValueError, OSError):
+            return None
+        return pid if pid != os.getpid() else None
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
 
 
 def _listed(folder: Path) -> list[Path]:

@@ -37,7 +37,7 @@ class History(list):
 
 
 def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = False, callback=None,
-          out=None, **overrides) -> History:
+          out=None, check_numerics: bool = False, **overrides) -> History:
     """Train a model (a Model or a path) and save it in a run directory; returns the history.
 
     data: a built-in name (xor, moons, spirals, digits), a .csv/.npz path, or a dict of arrays;
@@ -45,16 +45,25 @@ def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = Fal
     as keyword overrides (epochs=, lr=, optimizer=, batch_size=, seed=, ...).
     resume: a run directory to continue from its newest checkpoint.
     callback(progress) is called after every batch; returning True stops the run as Ctrl-C does.
+    check_numerics: check every vertex of every batch for NaN or infinity (a NaN loss always stops the run).
     """
     out = out or sys.stderr
     data = str(data) if isinstance(data, Path) else data
     if resume is not None:
-        return _Run.resumed(Path(resume), data, overrides, out).fit(callback)
+        with checkpoint.RunLock(resume):
+            run = _Run.resumed(Path(resume), data, overrides, out)
+            run.check_numerics = check_numerics
+            return run.fit(callback)
     if not hasattr(model, "graph"):
-        model = load(model, seed=overrides.get("seed") or 0)
+        model = load(model, seed=overrides.get("seed"))
     config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
-    run_dir = _prepare_run_dir(run_dir, model.name, force)
-    return _Run(model, config, _feeds(model, config, data), run_dir, out).fit(callback)
+    feeds = _feeds(model, config, data)
+    run_dir = _new_run_dir(run_dir, model.name, force)
+    with checkpoint.RunLock(run_dir):
+        _clear(run_dir)
+        run = _Run(model, config, feeds, run_dir, out)
+        run.check_numerics = check_numerics
+        return run.fit(callback)
 
 
 def evaluate(model, data=None) -> dict:
@@ -108,22 +117,25 @@ def _base(model) -> Path | None:
     return Path(model.source.file).resolve().parent if model.source and model.source.file else None
 
 
-def _prepare_run_dir(run_dir, name: str, force: bool) -> Path:
+def _new_run_dir(run_dir, name: str, force: bool) -> Path:
+    """The run directory: given, or runs/NAME (runs/NAME-2, ... never reused); an existing one only with force."""
     if run_dir is None:
         run_dir, n = Path("runs") / name, 2
         while run_dir.exists():
             run_dir, n = Path("runs") / f"{name}-{n}", n + 1
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise GraphDefError(Problem(f"run directory {run_dir} already exists and is not empty",
-                                        hint="choose another -o, continue it with --resume, or pass --force"))
-        for stale in ("model.yaml", "weights.npz", "metrics.csv"):
-            (run_dir / stale).unlink(missing_ok=True)
-        for old in (run_dir / checkpoint.FOLDER).glob("*.npz"):
-            old.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()) and not force:
+        raise GraphDefError(Problem(f"run directory {run_dir} already exists and is not empty",
+                                    hint="choose another -o, continue it with --resume, or pass --force"))
     return run_dir
+
+
+def _clear(run_dir: Path) -> None:
+    """Remove what an earlier run wrote (with --force), once the directory is ours."""
+    for stale in ("model.yaml", "weights.npz", "metrics.csv", plot.CURVES):
+        (run_dir / stale).unlink(missing_ok=True)
+    for old in (run_dir / checkpoint.FOLDER).glob("*.npz"):
+        old.unlink()
 
 
 def _metrics(config: TrainConfig, feeds: dict) -> list:
@@ -177,7 +189,7 @@ class _Run:
         self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
         self.best = {"value": None, "epoch": None, "wait": 0}
         self.best_params = None
-        self.stop_requested = False
+        self.stop_requested = self.check_numerics = False
         self._check_monitor()
 
     # -- resuming ---------------------------------------------------------------
@@ -262,6 +274,8 @@ class _Run:
         mean = float(np.mean(value))
         if not np.isfinite(mean):
             raise self._nonfinite(values, mean)
+        if self.check_numerics:
+            model.check_numerics(values, grads, loss)
         if np.size(value) > 1:  # a per-sample loss: minimize its mean
             grads = {k: g / np.size(value) for k, g in grads.items()}
         self.optimizer.step(model.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
@@ -336,12 +350,13 @@ class _Run:
         where = f"at epoch {self.epoch + 1}, batch {self.batch + 1}"
         hint = (f"lower the learning rate (--lr), set training.clip_norm, or check the data; "
                 f"earlier checkpoints are kept in {self.run_dir / checkpoint.FOLDER}")
-        for step in self.model.steps:
-            if not np.all(np.isfinite(values[step.name])):
-                return GraphDefError(self.model.problem(
-                    step.name, f"training stopped: the loss is {loss} {where}; node '{step.name}' "
-                    f"({step.op.name}) is the first to produce NaN or infinity", hint))
-        return GraphDefError(Problem(f"training stopped: the loss is {loss} {where}", hint=hint))
+        try:
+            self.model.check_numerics(values)
+        except GraphDefError as e:
+            first = e.errors[0]
+            return GraphDefError(Problem(f"training stopped {where}: the loss is {loss}; {first.message}",
+                                         first.file, first.line, first.column, first.path, f"{first.hint}; {hint}"))
+        return GraphDefError(Problem(f"training stopped {where}: the loss is {loss}", hint=hint))
 
     def _write_metrics(self) -> None:
         columns = list(dict.fromkeys(k for row in self.history for k in row))
