@@ -68,6 +68,8 @@ class RunLock:
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))
+            for leftover in [*self.path.parent.glob(".*.tmp"), *self.path.parent.glob(f"{FOLDER}/.*.tmp")]:
+                leftover.unlink(missing_ok=True)  # half-written files of a killed run: never read, now removed
             return self
         raise GraphDefError(Problem("cannot lock the run directory", str(self.path.parent)))
 

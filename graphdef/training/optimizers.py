@@ -85,7 +85,9 @@ def scheduled_lr(base: float, epoch: int, epochs: int, schedule: dict) -> float:
 
 def clip_by_norm(grads: dict, max_norm: float | None) -> dict:
     """The gradients scaled so that their global L2 norm is at most max_norm."""
+    if not max_norm:
+        return grads
     norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
-    if not max_norm or norm <= max_norm:
+    if norm <= max_norm:
         return grads
     return {k: g * (max_norm / norm) for k, g in grads.items()}
