@@ -10,6 +10,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -24,7 +25,7 @@ from .errors import GraphDefError
 from .model import METHODS
 from .ops import OPS
 from .schema import schema_text
-from .serialize import atomic_write
+from .serialize import atomic_write, save
 from .source import Limits
 from .training.optimizers import DEFAULTS as OPTIMIZERS
 
@@ -157,6 +158,33 @@ def cmd_plan(args, out, err):
           f"for ∂{of}/∂({', '.join(wrt)})", file=out)
     if args.code:
         print("\n" + model.compiled_backprop(of, wrt).source, file=out)
+
+
+def cmd_export(args, out, err):
+    from . import onnx
+    onnx.export(_load(args, args.model), args.output, opset=args.opset)
+    print(f"wrote {args.output}", file=err)
+
+
+def cmd_import(args, out, err):
+    from . import onnx
+    output = Path(args.output)
+    weights = Path(args.weights) if args.weights else output.with_name(output.stem + ".weights.npz")
+    if weights.resolve().parent != output.resolve().parent:
+        raise UsageError("--weights must be in the same folder as the model file (-o)")
+    model = onnx.load(args.model, name=args.name, loss=args.loss)
+    path = save(model, output.parent, name=output.name, weights=weights.name)
+    print(f"wrote {path} and {weights} ({len(model.steps)} nodes, {len(model.parameters)} parameters)", file=err)
+
+
+def cmd_conformance(args, out, err):
+    from . import onnx
+    report = onnx.conformance()
+    print(report.summary(), file=out)
+    if args.report:
+        atomic_write(args.report, report.markdown().encode())
+        print(f"wrote {args.report}", file=err)
+    return 1 if report.failed else 0
 
 
 def cmd_plot(args, out, err):
@@ -324,6 +352,23 @@ def _build_parser(out) -> argparse.ArgumentParser:
     p.add_argument("--of", metavar="NODE")
     p.add_argument("--wrt", nargs="+", metavar="NAME")
     p.add_argument("--code", action="store_true", help="print the generated forward-and-backward function")
+
+    p = command("export", cmd_export, "export a model (trained weights too) to ONNX")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (13 or newer; default %(default)s)")
+
+    p = command("import", cmd_import, "import an ONNX model as graphdef YAML + weights", loads_models=False)
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.yaml")
+    p.add_argument("--weights", metavar="WEIGHTS.npz", help="default: OUT.weights.npz beside OUT.yaml")
+    p.add_argument("--name", help="the model's name (default: the file's)")
+    p.add_argument("--loss", choices=["softmax_cross_entropy", "cross_entropy", "mse"],
+                   help="add a target input `y` and this loss on the first output, so the model can be trained")
+
+    p = command("onnx-conformance", cmd_conformance, "run ONNX's own node test cases for the ops graphdef imports",
+                loads_models=False)
+    p.add_argument("--report", metavar="FILE.md", help="also write the cases run, passed and skipped (with why)")
 
     p = command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)", loads_models=False)
     p.add_argument("run_dir", metavar="RUN_DIR")

@@ -66,14 +66,15 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save(model, directory, training: dict | None = None) -> Path:
-    """Write model.yaml and weights.npz into `directory`; returns the model.yaml path."""
+def save(model, directory, training: dict | None = None, name: str = "model.yaml",
+         weights: str = WEIGHTS_FILE) -> Path:
+    """Write model.yaml and weights.npz (or the names given) into `directory`; returns the model file's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     blob = npz_bytes(model.parameters)
-    atomic_write(directory / WEIGHTS_FILE, blob)
+    atomic_write(directory / weights, blob)
     doc = dict(model.doc)
-    doc["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256(blob)}
+    doc["weights"] = {"file": weights, "sha256": sha256(blob)}
     declared = model.doc.get("parameters") or {}  # calls' parameters (h1/W) are written out too
     doc["parameters"] = {name: _stored(name, declared.get(name, {}), value) for name, value in model.parameters.items()}
     if training is not None:
@@ -83,8 +84,8 @@ def save(model, directory, training: dict | None = None) -> Path:
             doc[section] = {name: _Flow(spec) if isinstance(spec, dict) else spec for name, spec in doc[section].items()}
     text = yaml.dump({k: doc[k] for k in ORDER if k in doc}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=None, width=120)
-    header = f"# yaml-language-server: $schema={schema()['$id']}\n# Written by graphdef; weights in {WEIGHTS_FILE}.\n"
-    path = directory / "model.yaml"
+    header = f"# yaml-language-server: $schema={schema()['$id']}\n# Written by graphdef; weights in {weights}.\n"
+    path = directory / name
     atomic_write(path, (header + text).encode("utf-8"))
     return path
 

@@ -103,6 +103,8 @@ def _one_hot(x: np.ndarray, classes) -> np.ndarray:
 
 def _checked(model, name: str, x: np.ndarray) -> np.ndarray:
     shape = model.inputs[name]
+    if shape and shape[0] is None and x.ndim == len(shape):
+        shape = shape[1:]  # the input declares its batch dimension itself
     if shape is not None and (x.ndim != len(shape) + 1 or any(d not in (None, a) for a, d in zip(x.shape[1:], shape))):
         raise _DataError(f"samples have shape {list(x.shape[1:])}, the input expects {list(shape)}",
                          "map other columns to it, or fix the input's shape")
