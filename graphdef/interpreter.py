@@ -7,13 +7,21 @@ call per rule, with no graph or name lookups in the hot loop. The backward lines
 accumulate ∂of/∂vertex with `+` where a vertex feeds several others, so every product
 is computed once; a vertex's gradient is dropped as soon as it has been passed on.
 
-Only identifiers made here and repr()'d vertex names go into the generated text; rules
-and attribute values are passed in as objects, so nothing from a model file is ever
-evaluated as code. A failing line is mapped back to its step.
+A rule written as a one-expression lambda (most are) is inlined: its body, read from
+graphdef's own source with `ast`, is written into the line with the slots in place of
+its parameters, which saves a Python call per rule on small graphs. Only identifiers
+made here, repr()'d vertex names and the bodies of registered rules go into the
+generated text; attribute values are passed in as objects, so nothing from a model file
+is ever evaluated as code. A failing line is mapped back to its step.
 """
 from __future__ import annotations
 
+import ast
+import builtins
+import copy
+import functools
 import itertools
+import linecache
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,9 +90,13 @@ class _Writer:
         return name
 
     def call(self, rule, step: Step, hint: str, leading: tuple = ()) -> str:
-        args = [*leading, *(self.slot(a) for a in step.args)]
-        args += [f"{k}={self.bind(v, k)}" for k, v in step.attrs.items()]
-        return f"{self.bind(rule, hint)}({', '.join(args)})"
+        """The rule applied to the step's slots: its body inlined when it can be, else a call."""
+        positional = [*leading, *(self.slot(a) for a in step.args)]
+        attrs = {k: self.bind(v, k) for k, v in step.attrs.items()}
+        inlined = _inlined(rule, positional, attrs, self)
+        if inlined is not None:
+            return inlined
+        return f"{self.bind(rule, hint)}({', '.join([*positional, *(f'{k}={v}' for k, v in attrs.items())])})"
 
     def line(self, text: str, step: Step | None = None):
         self.lines.append(f"    {text}")
@@ -93,6 +105,56 @@ class _Writer:
 
     def compiled(self) -> Compiled:
         return Compiled(self.name, self.lines, self.steps_by_line, self.namespace)
+
+
+@functools.cache
+def _lambda_body(rule):
+    """(parameter names, keyword-only names, body, globals used) of a one-expression lambda rule, or None."""
+    code = getattr(rule, "__code__", None)
+    if code is None or code.co_name != "<lambda>" or rule.__closure__ or code.co_flags & 0x0C:  # *args, **kw
+        return None
+    try:
+        tree = ast.parse("".join(linecache.getlines(code.co_filename)))
+    except (SyntaxError, ValueError):
+        return None
+    spans = [(l, c, el, ec) for l, el, c, ec in code.co_positions()
+             if l is not None and c is not None and (c, ec) != (0, 0)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno and spans and all(
+                (node.body.lineno, node.body.col_offset) <= (l, c) and (el, ec) <= (node.body.end_lineno,
+                                                                                   node.body.end_col_offset)
+                for l, c, el, ec in spans):
+            break
+    else:
+        return None
+    if any(isinstance(n, (ast.Lambda, ast.comprehension, ast.NamedExpr)) for n in ast.walk(node.body)):
+        return None
+    args, kwonly = [a.arg for a in node.args.args], [a.arg for a in node.args.kwonlyargs]
+    free = {n.id for n in ast.walk(node.body) if isinstance(n, ast.Name)} - set(args) - set(kwonly)
+    scope = {**vars(builtins), **rule.__globals__}
+    if not free <= set(scope):
+        return None
+    return args, kwonly, node.body, {name: scope[name] for name in free}
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, names: dict):
+        self.names = names
+
+    def visit_Name(self, node):
+        return ast.copy_location(ast.Name(self.names[node.id], node.ctx), node) if node.id in self.names else node
+
+
+def _inlined(rule, positional: list, attrs: dict, w: "_Writer") -> str | None:
+    found = _lambda_body(rule)
+    if found is None:
+        return None
+    args, kwonly, body, free = found
+    if len(args) != len(positional) or not set(kwonly) <= set(attrs):
+        return None
+    names = {**dict(zip(args, positional)), **{k: attrs[k] for k in kwonly}}
+    names |= {name: w.bind(value, name.strip("_")) for name, value in free.items()}
+    return f"({ast.unparse(_Rename(names).visit(copy.deepcopy(body)))})"
 
 
 def _leaves(steps) -> list:
@@ -119,11 +181,14 @@ def compile_forward(steps, scalars=frozenset()) -> Compiled:
     return w.compiled()
 
 
-def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scalars=frozenset()) -> Compiled:
+def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scalars=frozenset(),
+                     shapes: dict | None = None) -> Compiled:
     """backprop(env) -> (values of the steps, ∂of/∂v for v in wrt and keep that of depends on), one pass each way.
 
     `backward_steps` and `wanted` are the steps and vertices on a path from wrt to `of`.
-    The seed is ones: for a non-scalar `of`, this is the gradient of its sum.
+    The seed is ones: for a non-scalar `of`, this is the gradient of its sum. `shapes`, when
+    every value is known to have exactly its static shape, lets a gradient skip the check
+    for broadcasting where input and output shapes agree.
     """
     w = _Writer("backprop", "env")
     _forward_lines(w, steps, scalars)
@@ -136,7 +201,7 @@ def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scala
                 continue
             vjp = w.call(rule, step, f"{step.op.name}_vjp{i}", (w.slot(step.name, "g"), w.slot(step.name)))
             w.line(f"t = {vjp}  # ∂{of}/∂{arg} += ∂{step.name}/∂{arg}·∂{of}/∂{step.name}", step)
-            if not _same_shape(step, i):
+            if not _same_shape(step, i) and (shapes is None or shapes[arg] != shapes[step.name]):
                 w.line(f"if t.shape != {w.slot(arg)}.shape: t = unbroadcast(t, {w.slot(arg)}.shape)", step)
             g = w.slot(arg, "g")
             w.line(f"{g} = {g} + t" if arg in has else f"{g} = t", step)

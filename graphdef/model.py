@@ -50,6 +50,8 @@ class Model:
                            for n in order if graph.nodes[n]["kind"] == "node")
         self._plans = {}
         self._scalars = frozenset(n for n, v in self._vertices("parameter", "constant", "literal") if v["shape"] == ())
+        shapes = dict(graph.nodes(data="shape"))
+        self._shapes = shapes if all(s is not None and None not in s for s in shapes.values()) else None
 
     def save(self, directory) -> Path:
         """Write model.yaml and weights.npz into `directory` (atomically); returns the model.yaml path."""
@@ -86,7 +88,7 @@ class Model:
             return self.value_and_gradients(inputs, of, wrt, method)[1]
         of, wrt = self.resolve(of, wrt)
         env = self._feed(inputs)
-        grads = self._guarded(self.compiled_backprop(of, wrt), env)[1]
+        grads = self._guarded(self.compiled_backprop(of, wrt, exact=self._exact(env)), env)[1]
         return {w: np.asarray(grads[w]) if w in grads else np.zeros_like(env[w]) for w in wrt}
 
     def value_and_gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse"):
@@ -126,7 +128,7 @@ class Model:
         `keep` names further vertices whose gradients to return; `outputs` limits the forward
         pass to what they (and `of`) need.
         """
-        computed, grads = self._guarded(self.compiled_backprop(of, wrt, keep, outputs), env)
+        computed, grads = self._guarded(self.compiled_backprop(of, wrt, keep, outputs, self._exact(env)), env)
         values = dict(env)
         values.update(computed)
         for w in wrt:
@@ -134,14 +136,22 @@ class Model:
                 grads[w] = np.zeros_like(values[w])
         return values, grads
 
-    def compiled_backprop(self, of: str, wrt, keep=(), outputs=None) -> interpreter.Compiled:
-        """The generated forward-and-backward function for these arguments, made once and cached."""
-        key = ("backprop", of, tuple(wrt), frozenset(keep), tuple(outputs or ()))
+    def compiled_backprop(self, of: str, wrt, keep=(), outputs=None, exact: bool = False) -> interpreter.Compiled:
+        """The generated forward-and-backward function for these arguments, made once and cached.
+
+        `exact`: every input has exactly its declared shape (no batch), so all shapes are static.
+        """
+        key = ("backprop", of, tuple(wrt), frozenset(keep), tuple(outputs or ()), exact)
         if key not in self._plans:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
-            self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep, self._scalars)
+            self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep, self._scalars,
+                                                            self._shapes if exact else None)
         return self._plans[key]
+
+    def _exact(self, env: dict) -> bool:
+        """Whether every input in env has exactly its declared shape (then every value has its static shape)."""
+        return self._shapes is not None and all(env[n].shape == s for n, s in self.inputs.items() if n in env)
 
     def _forward_steps(self, outputs: tuple) -> tuple:
         """The steps that computing `outputs` needs (all steps when none are named)."""
@@ -222,12 +232,14 @@ class Model:
 
     def _array(self, name: str, raw, shape):
         try:
-            value = np.asarray(raw, dtype=self.dtype)
+            if isinstance(raw, (float, int, np.floating, np.integer)) and not isinstance(raw, bool):
+                value = self.dtype.type(raw)  # a numpy scalar: arithmetic on it is much faster than on a 0-d array
+            else:
+                value = np.asarray(raw, dtype=self.dtype)
+                value = value[()] if value.ndim == 0 else value
         except (ValueError, TypeError):
             return None, self.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
                                       "give a number or a (nested) list of numbers")
-        if value.ndim == 0:
-            value = value[()]  # a numpy scalar: arithmetic on it is several times faster than on a 0-d array
         if not (math.isfinite(value) if value.ndim == 0 else np.isfinite(value).all()):
             return None, self.problem(name, f"input '{name}' contains NaN or infinity", "clean the data")
         if shape is not None and not _fits(value.shape, shape):
@@ -318,6 +330,8 @@ def _arrays(env: dict) -> dict:
 
 def _fits(actual: tuple, declared: tuple) -> bool:
     """Whether an array's shape matches a declared one, allowing one extra leading batch dimension."""
+    if actual == declared:
+        return True
     if len(actual) == len(declared) + 1:
         actual = actual[1:]
     return len(actual) == len(declared) and all(d is None or d == a for a, d in zip(actual, declared))
