@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import copy
 import functools
 import itertools
 import linecache
@@ -78,16 +77,22 @@ class _Writer:
     def __init__(self, name: str, params: str):
         self.name, self.lines, self.steps_by_line = name, [f"def {name}({params}):"], {}
         self.namespace = {"ones_like": np.ones_like, "unbroadcast": unbroadcast}
-        self.slots = {}
+        self.slots, self.bound = {}, {}
 
     def slot(self, vertex: str, prefix: str = "v") -> str:
         return self.slots.setdefault((prefix, vertex), f"{prefix}{len(self.slots)}")
 
     def bind(self, value, hint: str) -> str:
-        """A name for an object the generated code uses: `mul_3`, `mul_vjp1_4`, `axis_5`."""
-        name = f"{hint}_{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
+        """A name for an object the generated code uses (`np_3`, `mul_vjp1_4`, `axis_5`), one per distinct object."""
+        try:
+            key = (hint, type(value), value) if isinstance(value, (int, float, str, tuple, type(None))) else id(value)
+            hash(key)
+        except TypeError:
+            key = id(value)
+        if key not in self.bound:
+            self.bound[key] = name = f"{hint}_{len(self.namespace)}"
+            self.namespace[name] = value
+        return self.bound[key]
 
     def call(self, rule, step: Step, hint: str, leading: tuple = ()) -> str:
         """The rule applied to the step's slots: its body inlined when it can be, else a call."""
@@ -108,8 +113,8 @@ class _Writer:
 
 
 @functools.cache
-def _lambda_body(rule):
-    """(parameter names, keyword-only names, body, globals used) of a one-expression lambda rule, or None."""
+def _template(rule):
+    """A one-expression lambda rule as text with numbered holes for its parameters, and the globals it uses; or None."""
     code = getattr(rule, "__code__", None)
     if code is None or code.co_name != "<lambda>" or rule.__closure__ or code.co_flags & 0x0C:  # *args, **kw
         return None
@@ -129,12 +134,14 @@ def _lambda_body(rule):
         return None
     if any(isinstance(n, (ast.Lambda, ast.comprehension, ast.NamedExpr)) for n in ast.walk(node.body)):
         return None
-    args, kwonly = [a.arg for a in node.args.args], [a.arg for a in node.args.kwonlyargs]
-    free = {n.id for n in ast.walk(node.body) if isinstance(n, ast.Name)} - set(args) - set(kwonly)
+    params = [a.arg for a in node.args.args + node.args.kwonlyargs]
     scope = {**vars(builtins), **rule.__globals__}
-    if not free <= set(scope):
+    free = sorted({n.id for n in ast.walk(node.body) if isinstance(n, ast.Name)} - set(params))
+    if not set(free) <= set(scope):
         return None
-    return args, kwonly, node.body, {name: scope[name] for name in free}
+    holes = {name: f"__hole{i}__" for i, name in enumerate(params + free)}
+    text = ast.unparse(_Rename(holes).visit(node.body))
+    return len(node.args.args), [a.arg for a in node.args.kwonlyargs], text, {n: scope[n] for n in free}
 
 
 class _Rename(ast.NodeTransformer):
@@ -146,15 +153,16 @@ class _Rename(ast.NodeTransformer):
 
 
 def _inlined(rule, positional: list, attrs: dict, w: "_Writer") -> str | None:
-    found = _lambda_body(rule)
+    found = _template(rule)
     if found is None:
         return None
-    args, kwonly, body, free = found
-    if len(args) != len(positional) or not set(kwonly) <= set(attrs):
+    n_args, kwonly, text, free = found
+    if n_args != len(positional) or not set(kwonly) <= set(attrs):
         return None
-    names = {**dict(zip(args, positional)), **{k: attrs[k] for k in kwonly}}
-    names |= {name: w.bind(value, name.strip("_")) for name, value in free.items()}
-    return f"({ast.unparse(_Rename(names).visit(copy.deepcopy(body)))})"
+    fills = [*positional, *(attrs[k] for k in kwonly), *(w.bind(v, n.strip("_")) for n, v in free.items())]
+    for i, fill in enumerate(fills):
+        text = text.replace(f"__hole{i}__", fill)
+    return f"({text})"
 
 
 def _leaves(steps) -> list:
