@@ -150,10 +150,7 @@ def cmd_plan(args, out, err):
     steps, wanted = model.backward_plan(of, tuple(wrt))
     rows = [(str(i), s.name, s.op.name, ", ".join(s.args), ", ".join(f"{k}={v}" for k, v in s.attrs.items()),
              "yes" if s in steps else "") for i, s in enumerate(model.steps)]
-    header = ("#", "vertex", "op", "inputs", "attributes", f"on the backward path of {of}")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for row in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+    _table(("#", "vertex", "op", "inputs", "attributes", f"on the backward path of {of}"), rows, out)
     print(f"{len(model.steps)} forward steps; backward visits {len(steps)} of them "
           f"for ∂{of}/∂({', '.join(wrt)})", file=out)
     if args.code:
@@ -244,10 +241,7 @@ def cmd_show(args, out, err):
     model = _load(args, args.model)
     rows = [(name, v["kind"], v["op"].name if v["kind"] == "node" else "", show_shape(v.get("shape")),
              v.get("call") or "") for name, v in model.graph.nodes(data=True)]
-    header = ("vertex", "kind", "op", "shape", "call")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for row in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+    _table(("vertex", "kind", "op", "shape", "call"), rows, out)
     size = sum(p.size for p in model.parameters.values())
     print(f"{model.name}: {len(model.graph)} vertices, {len(model.steps)} steps, "
           f"{size:,} parameter values in {len(model.parameters)} arrays", file=out)
@@ -282,6 +276,13 @@ def _inputs(args) -> dict:
         except yaml.YAMLError:
             raise GraphDefError(f"--at {item}: the value is not a YAML literal (try 3, 0.5 or [1, 2])") from None
     return values
+
+
+def _table(header: tuple, rows: list, out) -> None:
+    """Columns padded to their widest cell."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
 
 
 def _fmt(value) -> str:

@@ -73,3 +73,22 @@ def test_schema_prints_the_json_schema(cli):
 def test_help_exits_0(cli):
     code, out, _ = cli("--help")
     assert code == 0 and "validate" in out and "grad" in out
+
+
+def test_plan_prints_the_steps_and_the_generated_code(cli):
+    code, out, _ = cli("plan", MODELS / "chain.yaml", "--code")
+    assert code == 0
+    assert out.splitlines()[1].split()[:4] == ["0", "c", "mul", "a,"]
+    assert "4 forward steps; backward visits 4 of them for ∂f/∂(a, b)" in out
+    assert "def backprop(env):" in out and "# ∂f/∂d += ∂e/∂d·∂f/∂e" in out
+
+
+def test_generated_code_inlines_lambda_rules_and_reports_the_failing_step(cli, write):
+    import graphdef
+    model = graphdef.load(MODELS / "lecture.yaml")
+    source = model.compiled_backprop("e", ["a", "b"]).source
+    assert "(v0 + v1)  # c" in source and "(v3 * v4)  # e" in source  # add and mul inlined, no calls
+    path = write("graphdef: 1\nname: r\ninputs:\n  x: {}\n  y: {}\nnodes:\n  z: {op: add, inputs: [x, y]}\n"
+                 "outputs: [z]\n")
+    code, _, err = cli("grad", path, "--at", "x=[1, 2]", "--at", "y=[1, 2, 3]")
+    assert code == 1 and f"{path}:7:" in err and "node 'z' (add) failed" in err
