@@ -196,8 +196,10 @@ def cmd_train(args, out, err):
     history = train(model, args.data, run_dir=args.output, resume=args.resume, force=args.force, out=err,
                     check_numerics=args.check_numerics, **overrides)
     if args.json:
-        print(json.dumps({"run_dir": str(history.run_dir), "status": history.status, "history": list(history)}),
-              file=out)
+        print(json.dumps({"run_dir": str(history.run_dir), "model": str(history.saved), "status": history.status,
+                          "history": list(history)}), file=out)
+    else:
+        print(history.saved, file=out)  # the result; progress and the epoch lines went to stderr
     return 130 if history.status == "interrupted" else 0
 
 

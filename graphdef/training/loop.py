@@ -30,10 +30,10 @@ EVAL_CHUNK = 4096
 
 
 class History(list):
-    """One dict per finished epoch; `.model`, `.run_dir`, `.status` (finished, early stopped,
-    interrupted) and, with early stopping, `.best_epoch` (whose weights were kept)."""
+    """One dict per finished epoch; `.model`, `.run_dir`, `.saved` (the model.yaml written), `.status`
+    (finished, early stopped, interrupted) and, with early stopping, `.best_epoch` (whose weights were kept)."""
 
-    model = run_dir = status = best_epoch = None
+    model = run_dir = status = best_epoch = saved = None
 
 
 def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = False, callback=None,
@@ -344,6 +344,7 @@ class _Run:
             print(f"early stopping: no improvement of {self.monitor} for {self.best['wait']} epochs; "
                   f"kept the weights of epoch {self.best['epoch']}", file=self.out)
         print(f"saved trained model to {path}", file=self.out)
+        self.history.saved = path
         return self.history
 
     def _nonfinite(self, values: dict, loss: float) -> GraphDefError:
