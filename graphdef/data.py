@@ -48,7 +48,7 @@ def _json(path: Path) -> dict:
 
 
 def _csv(path: Path) -> dict:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a name
         rows = csv.reader(f)
         header = next(rows, None)
         if not header:

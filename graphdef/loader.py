@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import zipfile
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def build(source: Source, *, seed: int | None = None, dtype: str | None = None, 
     if size > limits.max_vertices:
         raise GraphDefError(Problem(f"the model has {size:,} vertices, more than {limits.max_vertices:,}", source.file,
                                     hint=limits.exceeded("max_vertices")))
+    declared = sum(math.prod(p.get("shape") or []) for p in (expanded.data.get("parameters") or {}).values()
+                   if isinstance(p.get("shape"), list) and all(isinstance(d, int) for d in p["shape"]))
+    if declared > limits.max_parameter_values:
+        raise GraphDefError(Problem(f"the parameters hold {declared:,} values, more than {limits.max_parameter_values:,}",
+                                    source.file, hint=limits.exceeded("max_parameter_values")))
     return _Loader(expanded, seed, allow_outside_weights).model(source.data)
 
 
@@ -115,7 +121,7 @@ class _Loader:
         if "weights" in spec:
             value = self._stored(path, spec)
         elif "value" in spec:
-            value = self._array(path + ("value",), spec["value"])
+            value = self._array(path + ("value",), spec["value"], finite=True)
             if value is not None and "shape" in spec and list(value.shape) != spec["shape"]:
                 self.error(path + ("shape",), f"value has shape {list(value.shape)} but shape says {spec['shape']}",
                            "make them agree, or drop shape")
@@ -154,12 +160,18 @@ class _Loader:
     def _node(self, name, spec):
         return {"op": OPS.get(spec["op"]), "attrs": {}, "args": ()}
 
-    def _array(self, path, literal):
+    def _array(self, path, literal, finite: bool = False):
+        """A literal as an array; NaN is refused (and infinity too where `finite`): a value no model means."""
         try:
-            return np.array(literal, dtype=self.dtype)
+            value = np.array(literal, dtype=self.dtype)
         except ValueError:
             self.error(path, "not a rectangular array of numbers", "every row must have the same length")
             return None
+        if np.isnan(value).any() or finite and not np.isfinite(value).all():
+            self.error(path, f"the value contains {'NaN' if np.isnan(value).any() else 'infinity'}",
+                       "write a finite number")
+            return None
+        return value
 
     # -- edges and op checks ------------------------------------------------------
 
@@ -188,7 +200,7 @@ class _Loader:
         name = f"{node}[{i}]"
         line = self.source.positions.get(("nodes", node, "inputs", i), (None,))[0]
         self.graph.add_node(name, kind="literal", line=line, call=self.source.members.get(node),
-                            value=np.array(value, dtype=self.dtype), shape=())
+                            value=self._array(("nodes", node, "inputs", i), value), shape=())
         return name
 
     def _op(self, path, spec):

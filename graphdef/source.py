@@ -37,6 +37,7 @@ class Limits:
     max_values: int = 5_000_000  # counted after YAML aliases are expanded: a "billion laughs" file stops here
     max_depth: int = 100  # nesting of mappings and lists
     max_vertices: int = 1_000_000
+    max_parameter_values: int = 2**28  # numbers in all parameters together: 2 GiB in float64
 
     @staticmethod
     def exceeded(what: str) -> str:
@@ -105,6 +106,8 @@ def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source
     source = Source(None, file)
     try:
         root = loader.get_single_node()
+        if root is None:
+            raise GraphDefError(Problem("the file is empty", file, hint="a model starts with `graphdef: 1`"))
         _check_size(root, limits, file)
         builder = _Builder(loader, source)
         source.data = builder.build(root, ())

@@ -55,6 +55,10 @@ CATALOGUE = [
      "  y: {op: exp, inputs: [x]}\noutputs: [y]\nloss: y\n", [], "loss 'y' must be a scalar", 8),
     ("unsafe-tag", HEAD + "description: !!python/object/apply:os.system [echo hi]\n" + GOOD_NODES, [],
      "invalid YAML", 6),
+    ("nan-constant", HEAD + "constants:\n  k: [1, .nan]\n" + GOOD_NODES, [], "the value contains NaN", 7),
+    ("nan-literal", HEAD + "nodes:\n  c: {op: add, inputs: [a, .nan]}\noutputs: [c]\n", [], "the value contains NaN", 7),
+    ("infinite-parameter", HEAD + "parameters:\n  w: {value: [1, .inf]}\n" + GOOD_NODES, [],
+     "the value contains infinity", 7),
     ("missing-input", HEAD + GOOD_NODES, ["--at", "a=1"], "missing input 'b'", 5),
     ("wrong-input-shape", HEAD + GOOD_NODES, ["--at", "a=1", "--at", "b=[[1, 2], [3, 4]]"],
      "input 'b' has shape [2, 2], expected []", 5),
@@ -82,6 +86,19 @@ def test_all_errors_of_a_file_are_reported_together():
     assert len(messages) == 4, messages
     assert [p.line for p in info.value.errors] == [7, 7, 8, 9]
     assert info.value.errors[1].path == "nodes.c.inputs[1]"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "the file is empty"),
+    ("graphdef: 1\nname: x\nparameters: {w: {shape: [100000, 100000, 100000], init: zeros}}\noutputs: [w]\n",
+     "the parameters hold 1,000,000,000,000,000 values, more than 268,435,456"),
+    (b"\xff\xfe\x00garbage", "cannot read file: 'utf-8' codec can't decode"),
+])
+def test_unlocated_file_errors(cli, tmp_path, text, expected):
+    path = tmp_path / "m.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    code, _, err = cli("validate", path)
+    assert code == 1 and f"{path}: " in err and expected in err and "Traceback" not in err
 
 
 def test_missing_file(cli, tmp_path):

@@ -132,6 +132,8 @@ BAD_DATA = [
     ("text", "a,b,label\n1,two,0\n", {"x": ["a", "b"], "y": "label"}, "'two' is not a number"),
     ("label range", "a,b,label\n1,2,0\n1,2,5\n", {"x": ["a", "b"], "y": "label"}, "one_hot needs class indices 0..1"),
     ("ragged", "a,b,label\n1,2\n", {"x": ["a", "b"], "y": "label"}, "2 fields, the header has 3"),
+    ("header only", "a,b,label\n", {"x": ["a", "b"], "y": "label"}, "the data has no samples"),
+    ("empty file", "", {"x": ["a", "b"], "y": "label"}, "empty CSV file"),
 ]
 
 

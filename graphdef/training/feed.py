@@ -63,6 +63,8 @@ def _select(data: dict, spec, shape) -> np.ndarray:
     arrays = [np.asarray(data[n]) for n in names]
     if any(a.ndim == 0 for a in arrays):
         raise _DataError("a data array must have one row per sample")
+    if any(len(a) == 0 for a in arrays):
+        raise _DataError("the data has no samples", "check the file: it holds a header or empty arrays only")
     x = arrays[0] if isinstance(spec["from"], str) else np.stack(arrays, axis=-1)
     one_hot = spec.get("one_hot", "auto")
     if one_hot == "auto":
