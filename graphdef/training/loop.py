@@ -51,9 +51,7 @@ def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = Fal
     data = str(data) if isinstance(data, Path) else data
     if resume is not None:
         with checkpoint.RunLock(resume):
-            run = _Run.resumed(Path(resume), data, overrides, out)
-            run.check_numerics = check_numerics
-            return run.fit(callback)
+            return _Run.resumed(Path(resume), data, overrides, out, check_numerics).fit(callback)
     if not hasattr(model, "graph"):
         model = load(model, seed=overrides.get("seed"))
     config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
@@ -61,9 +59,7 @@ def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = Fal
     run_dir = _new_run_dir(run_dir, model.name, force)
     with checkpoint.RunLock(run_dir):
         _clear(run_dir)
-        run = _Run(model, config, feeds, run_dir, out)
-        run.check_numerics = check_numerics
-        return run.fit(callback)
+        return _Run(model, config, feeds, run_dir, out, check_numerics).fit(callback)
 
 
 def evaluate(model, data=None) -> dict:
@@ -175,8 +171,9 @@ def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, metrics:
 class _Run:
     """One training run: the model, its data, and all state a checkpoint must carry."""
 
-    def __init__(self, model, config: TrainConfig, feeds: dict, run_dir: Path, out):
+    def __init__(self, model, config: TrainConfig, feeds: dict, run_dir: Path, out, check_numerics: bool = False):
         self.model, self.config, self.feeds, self.run_dir, self.out = model, config, feeds, run_dir, out
+        self.check_numerics = check_numerics
         n = len(next(iter(feeds.values())))
         self.val_rows, self.train_rows = split(n, config.seed, config.validation_split)
         if len(self.train_rows) == 0:
@@ -189,17 +186,17 @@ class _Run:
         self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
         self.best = {"value": None, "epoch": None, "wait": 0}
         self.best_params = None
-        self.stop_requested = self.check_numerics = False
+        self.stop_requested = False
         self._check_monitor()
 
     # -- resuming ---------------------------------------------------------------
 
     @classmethod
-    def resumed(cls, run_dir: Path, data, overrides: dict, out) -> "_Run":
+    def resumed(cls, run_dir: Path, data, overrides: dict, out, check_numerics: bool = False) -> "_Run":
         arrays, meta, path = checkpoint.latest(run_dir)
         model = build(Source(meta["doc"], None), seed=meta["doc"]["training"].get("seed", 0))
         config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
-        run = cls(model, config, _feeds(model, config, data), run_dir, out)
+        run = cls(model, config, _feeds(model, config, data), run_dir, out, check_numerics)
         run.restore(arrays, meta)
         print(f"resuming {run_dir} from {path.name} (epoch {run.epoch + 1}, batch {run.batch + 1})", file=out)
         return run
