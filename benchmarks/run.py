@@ -49,10 +49,10 @@ def interleaved(fns: dict, repeats: int, number: int) -> dict:
     """Median seconds per call of each function, timed in turns so that machine noise hits all alike."""
     for fn in fns.values():
         fn()  # warm up: compile plans, fill caches
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            samples[name].append(per_call(fn, number))
+    samples, names = {name: [] for name in fns}, list(fns)
+    for turn in range(repeats):
+        for name in names[turn % len(names):] + names[:turn % len(names)]:  # rotate who follows whom
+            samples[name].append(per_call(fns[name], number))
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
@@ -183,7 +183,7 @@ def mlp_workload(label, sizes, batch, dtype, target, quick, number, memory_targe
 
     def ours():
         env = {**model.constants, **model.parameters, "x": x, "y": y}
-        values, grads = model.backprop(env, "loss", names)
+        values, grads = model.backprop(env, "loss", names, outputs=["loss"])  # as graphdef train asks
         optimizer.step(model.parameters, grads, 1e-3)
         return {**grads, "loss": values["loss"]}
 

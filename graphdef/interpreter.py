@@ -21,6 +21,7 @@ import builtins
 import functools
 import itertools
 import linecache
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ class _Writer:
     """Lines of one generated function, with every rule and attribute bound by name."""
 
     def __init__(self, name: str, params: str):
-        self.name, self.lines, self.steps_by_line = name, [f"def {name}({params}):"], {}
+        self.name, self.lines, self.line_steps = name, [f"def {name}({params}):"], [None]
         self.namespace = {"ones_like": np.ones_like, "unbroadcast": unbroadcast}
         self.slots, self.bound = {}, {}
 
@@ -105,11 +106,41 @@ class _Writer:
 
     def line(self, text: str, step: Step | None = None):
         self.lines.append(f"    {text}")
-        if step is not None:
-            self.steps_by_line[len(self.lines)] = step
+        self.line_steps.append(step)
+
+    def release(self, kept: set) -> None:
+        """Free each value (slot v…) not in `kept` right after the last line that reads it.
+
+        Checks that only need a value's shape read it from `s…`, taken when the value is made,
+        so a big intermediate array is not kept alive for its shape alone.
+        """
+        shaped = set(re.findall(r"\b(v\d+)\.shape\b", "\n".join(self.lines)))
+        lines, steps = [], []
+        for text, step in zip(self.lines, self.line_steps):
+            lines.append(re.sub(r"\bv(\d+)\.shape\b", r"s\1", text))
+            steps.append(step)
+            made = re.match(r"    (v\d+) = ", text)
+            if made and made.group(1) in shaped:
+                lines.append(f"    s{made.group(1)[1:]} = {made.group(1)}.shape")
+                steps.append(step)
+        self.lines, self.line_steps = lines, steps
+        last = {}
+        for i, text in enumerate(self.lines):
+            for slot in re.findall(r"\bv\d+\b", text.split("  # ")[0]):
+                last[slot] = i
+        lines, steps = [], []
+        for i, (text, step) in enumerate(zip(self.lines, self.line_steps)):
+            lines.append(text)
+            steps.append(step)
+            dead = [slot for slot, j in last.items() if j == i and slot not in kept]
+            if dead:
+                lines.append(f"    del {', '.join(dead)}")
+                steps.append(None)
+        self.lines, self.line_steps = lines, steps
 
     def compiled(self) -> Compiled:
-        return Compiled(self.name, self.lines, self.steps_by_line, self.namespace)
+        steps_by_line = {i + 1: step for i, step in enumerate(self.line_steps) if step is not None}
+        return Compiled(self.name, self.lines, steps_by_line, self.namespace)
 
 
 @functools.cache
@@ -190,13 +221,14 @@ def compile_forward(steps, scalars=frozenset()) -> Compiled:
 
 
 def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scalars=frozenset(),
-                     shapes: dict | None = None) -> Compiled:
+                     shapes: dict | None = None, returned=None) -> Compiled:
     """backprop(env) -> (values of the steps, ∂of/∂v for v in wrt and keep that of depends on), one pass each way.
 
     `backward_steps` and `wanted` are the steps and vertices on a path from wrt to `of`.
     The seed is ones: for a non-scalar `of`, this is the gradient of its sum. `shapes`, when
     every value is known to have exactly its static shape, lets a gradient skip the check
-    for broadcasting where input and output shapes agree.
+    for broadcasting where input and output shapes agree. With `returned` (vertex names), only
+    those values are returned, and every other one is freed as soon as nothing reads it.
     """
     w = _Writer("backprop", "env")
     _forward_lines(w, steps, scalars)
@@ -217,7 +249,10 @@ def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scala
         if step.name not in keep:
             w.line(f"del {w.slot(step.name, 'g')}")
     grads = ", ".join(f"{n!r}: {w.slot(n, 'g')}" for n in dict.fromkeys([*wrt, *sorted(keep, key=str)]) if n in has)
-    w.line(f"return {_returned(w, [s.name for s in steps])}, {{{grads}}}")
+    values = [s.name for s in steps if returned is None or s.name in returned]
+    w.line(f"return {_returned(w, values)}, {{{grads}}}")
+    if returned is not None:
+        w.release({w.slot(n) for n in values})
     return w.compiled()
 
 

@@ -126,7 +126,8 @@ class Model:
         """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked).
 
         `keep` names further vertices whose gradients to return; `outputs` limits the forward
-        pass to what they (and `of`) need.
+        pass to what they (and `of`) need, and the values returned to theirs (the others are
+        freed as soon as they have been used: less memory on big batches).
         """
         computed, grads = self._guarded(self.compiled_backprop(of, wrt, keep, outputs, self._exact(env)), env)
         values = dict(env)
@@ -145,8 +146,9 @@ class Model:
         if key not in self._plans:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
+            returned = None if not outputs else {*outputs, of}
             self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep, self._scalars,
-                                                            self._shapes if exact else None)
+                                                            self._shapes if exact else None, returned)
         return self._plans[key]
 
     def _exact(self, env: dict) -> bool:

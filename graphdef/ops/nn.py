@@ -73,15 +73,18 @@ def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str
     return _reduce((t * np.log(p)).sum(axis=axis) / -math.log(base), reduction)
 
 
-def _cross_entropy_vjp_p(g, out, p, t, *, base, axis, reduction):
+def _cross_entropy_vjp_p(g, p, t, base, axis, reduction):
     return -_per_sample_grad(g, p, t, axis, reduction) / math.log(base) * t / p
 
 
-def _cross_entropy_vjp_t(g, out, p, t, *, base, axis, reduction):
+def _cross_entropy_vjp_t(g, p, t, base, axis, reduction):
     return -_per_sample_grad(g, p, t, axis, reduction) / math.log(base) * np.log(p)
 
 
-register_op("cross_entropy", _cross_entropy, (_cross_entropy_vjp_p, _cross_entropy_vjp_t), shape=_loss_shape,
+register_op("cross_entropy", _cross_entropy,
+            (lambda g, out, p, t, *, base, axis, reduction: _cross_entropy_vjp_p(g, p, t, base, axis, reduction),
+             lambda g, out, p, t, *, base, axis, reduction: _cross_entropy_vjp_t(g, p, t, base, axis, reduction)),
+            shape=_loss_shape,
             examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                       ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
             domain=[PROBABILITY, PROBABILITY])
@@ -92,17 +95,19 @@ def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduct
     return _reduce((t * _log_softmax(z, axis=axis)).sum(axis=axis) / -math.log(base), reduction)
 
 
-def _softmax_cross_entropy_vjp_z(g, out, z, t, *, base, axis, reduction):
+def _softmax_cross_entropy_vjp_z(g, z, t, base, axis, reduction):
     gs = _per_sample_grad(g, z, t, axis, reduction) / math.log(base)
     return gs * (_softmax(z, axis=axis) * t.sum(axis=axis, keepdims=True) - t)
 
 
-def _softmax_cross_entropy_vjp_t(g, out, z, t, *, base, axis, reduction):
+def _softmax_cross_entropy_vjp_t(g, z, t, base, axis, reduction):
     return -_per_sample_grad(g, z, t, axis, reduction) / math.log(base) * _log_softmax(z, axis=axis)
 
 
 register_op("softmax_cross_entropy", _softmax_cross_entropy,
-            (_softmax_cross_entropy_vjp_z, _softmax_cross_entropy_vjp_t), shape=_loss_shape,
+            (lambda g, out, z, t, *, base, axis, reduction: _softmax_cross_entropy_vjp_z(g, z, t, base, axis, reduction),
+             lambda g, out, z, t, *, base, axis, reduction: _softmax_cross_entropy_vjp_t(g, z, t, base, axis, reduction)),
+            shape=_loss_shape,
             examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                       ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
             domain=[REAL, PROBABILITY])

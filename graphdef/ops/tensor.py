@@ -25,14 +25,14 @@ def _promoted(g, x, y):
     return np.reshape(g, np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2]) + (x2.shape[-2], y2.shape[-1])), x2, y2
 
 
-def _matmul_vjp_x(g, out, x, y):
+def _matmul_vjp_x(g, x, y):
     if x.ndim == 2 and y.ndim == 2:
         return g @ y.T
     g2, x2, y2 = _promoted(g, x, y)
     return unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape).reshape(x.shape)
 
 
-def _matmul_vjp_y(g, out, x, y):
+def _matmul_vjp_y(g, x, y):
     if x.ndim == 2 and y.ndim == 2:
         return x.T @ g
     g2, x2, y2 = _promoted(g, x, y)
@@ -52,7 +52,10 @@ def _matmul_shape(a, b):
     return broadcast_shape(a2[:-2], b2[:-2]) + rows + cols
 
 
-register_op("matmul", lambda x, y: np.matmul(x, y), (_matmul_vjp_x, _matmul_vjp_y), shape=_matmul_shape,
+# The rules are lambdas that leave `out` unused, so the generated code can free the product early.
+register_op("matmul", lambda x, y: np.matmul(x, y),
+            (lambda g, out, x, y: _matmul_vjp_x(g, x, y), lambda g, out, x, y: _matmul_vjp_y(g, x, y)),
+            shape=_matmul_shape,
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
             examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
                       ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])

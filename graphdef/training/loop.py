@@ -266,7 +266,7 @@ class _Run:
     def _step(self, rows: np.ndarray, lr: float) -> None:
         model, loss = self.model, self.config.loss
         env = {**model.constants, **model.parameters, **{n: a[rows] for n, a in self.feeds.items()}}
-        values, grads = model.backprop(env, loss, self.params)
+        values, grads = model.backprop(env, loss, self.params, outputs=self.config.predictions)
         value = values[loss]
         mean = float(np.mean(value))
         if not np.isfinite(mean):

@@ -50,8 +50,9 @@ RULES = {"sgd": _sgd, "momentum": _sgd, "nesterov": _sgd, "adam": _adam,
 class Optimizer:
     def __init__(self, name: str, **settings):
         self.name, self.settings = name, {**DEFAULTS[name], **settings}
-        self.hyper = {k: v for k, v in self.settings.items() if k != "lr"}
+        self.rule = functools.partial(RULES[name], **{k: v for k, v in self.settings.items() if k != "lr"})
         self.state = {"step": np.array(0)}
+        self.slots = {}  # parameter name -> its slot accessor, made once
 
     @property
     def lr(self) -> float:
@@ -61,9 +62,9 @@ class Optimizer:
         """One update of every parameter with its gradient, at learning rate lr."""
         t = int(self.state["step"]) + 1
         self.state["step"] = np.array(t)
-        rule = functools.partial(RULES[self.name], lr=lr, t=t, **self.hyper)
         for name, p in params.items():
-            rule(p, grads[name], functools.partial(self._slot, name, p))
+            slot = self.slots.get(name) or self.slots.setdefault(name, functools.partial(self._slot, name, p))
+            self.rule(p, grads[name], slot, lr, t)
 
     def _slot(self, name: str, like: np.ndarray, slot: str) -> np.ndarray:
         return self.state.setdefault(f"{name}/{slot}", np.zeros_like(like))
