@@ -209,13 +209,21 @@ def _elementwise(op):
 
 
 def _softmax(op):
+    """Softmax/LogSoftmax: one axis from opset 13 on; before, the input flattened to 2-D at `axis`,
+    which is graphdef's softmax only when that axis is the last."""
     def convert(imp, node, a):
-        axis = a.get("axis", -1 if imp.opset >= 13 else 1)
-        rank = len(imp.shapes.get(node.input[0]) or []) or None
-        if imp.opset < 13 and not (axis == -1 or (rank is not None and axis % rank == rank - 1) or rank is None and axis == 1):
+        if imp.opset >= 13:
+            return imp.emit(node.output[0], op, [_i(imp, node)], axis=a.get("axis", -1))
+        axis, rank = a.get("axis", 1), len(imp.shapes.get(node.input[0]) or []) or None
+        if not _is_last_axis(axis, rank):
             raise _Unsupported(f"opset {imp.opset} {node.op_type} over axis {axis} (it flattens the trailing axes)")
-        return imp.emit(node.output[0], op, [_i(imp, node)], axis=-1 if imp.opset < 13 else axis)
+        return imp.emit(node.output[0], op, [_i(imp, node)], axis=-1)
     return convert
+
+
+def _is_last_axis(axis: int, rank: int | None) -> bool:
+    """Whether axis is the last one; an unknown rank is taken as the 2-D case exporters produce."""
+    return axis == -1 or (axis == 1 if rank is None else axis % rank == rank - 1)
 
 
 def _gemm(imp, node, a):
