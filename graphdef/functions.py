@@ -33,6 +33,7 @@ MISSING = object()
 class Function:
     name: str
     attributes: dict  # name -> {type, default?, description?}
+    inputs: tuple  # the names of its inputs, in call order
     body: Callable  # attributes -> {inputs, parameters, constants, nodes, outputs}
     doc: str = ""
     source: Source | None = None  # where it is written (None: built in Python)
@@ -41,13 +42,11 @@ class Function:
     def signature(self) -> str:
         attrs = [f"{a}: {d['type']}" + (f" = {d['default']!r}" if "default" in d else "")
                  for a, d in self.attributes.items()]
-        return f"{self.name}({', '.join(list(self.body(None).get('inputs') or []) + attrs)})"
+        return f"{self.name}({', '.join([*self.inputs, *attrs])})"
 
 
 def _mlp(attrs):
     """A stack of dense layers from a list of sizes: [64, 128, 10] is 64 -> 128 -> 10."""
-    if attrs is None:
-        return {"inputs": ["x"]}
     sizes, nodes, previous = attrs["sizes"], {}, "x"
     if len(sizes) < 2:
         raise ValueError("sizes needs at least two entries: inputs and outputs")
@@ -64,7 +63,7 @@ PYTHON_FUNCTIONS = {
     "mlp": Function("mlp", {"sizes": {"type": "ints"}, "activation": {"type": "string", "default": "relu"},
                             "output_activation": {"type": "string", "default": "none"},
                             "init": {"type": "string", "default": "glorot_uniform"}},
-                    _mlp, doc="a stack of dense layers from a list of sizes (activation between, output_activation last)"),
+                    ("x",), _mlp, doc="a stack of dense layers from a list of sizes (activation between, output_activation last)"),
 }
 
 
@@ -135,7 +134,8 @@ def _defined(source: Source, known: dict, problems: list) -> dict:
             problems.append(source.problem(("functions", name, "attributes"),
                                            f"attribute names also name values inside the function: {sorted(clash)}",
                                            "rename them"))
-        found[name] = Function(name, dict(spec.get("attributes") or {}), lambda attrs, spec=spec: spec,
+        found[name] = Function(name, dict(spec.get("attributes") or {}), tuple(spec.get("inputs") or ()),
+                               lambda attrs, spec=spec: spec,
                                spec.get("description", ""), source, ("functions", name))
     return found
 
