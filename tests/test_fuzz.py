@@ -160,3 +160,41 @@ def test_random_valid_graphs_agree_with_finite_differences(text, xs):
     numeric = model.gradients(feeds, method="numeric")
     for k in reverse:
         np.testing.assert_allclose(reverse[k], numeric[k], rtol=1e-4, atol=1e-5, err_msg=f"{k}\n{text}")
+
+
+node_values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=3), scalars,
+                                                                               max_size=2))
+nodes = st.one_of(node_values, st.dictionaries(
+    st.sampled_from(["op", "inputs", "description", "parameters", "axis", "base", 1]),
+    st.one_of(node_values, st.lists(st.one_of(st.floats(), st.integers(), st.booleans(),
+                                              st.text("ab_1./-[] ", max_size=4)), max_size=3)), max_size=5))
+
+
+@FUZZ
+@given(st.text("ab_1./- ", max_size=4), nodes)
+def test_the_fast_node_check_never_accepts_what_the_schema_refuses(name, node):
+    from graphdef.schema import _validator, plain_node
+    if plain_node(name, node):
+        doc = {"graphdef": 1, "name": "x", "nodes": {name: node}, "outputs": ["x"]}
+        assert not list(_validator(None).iter_errors(doc))
+
+
+near_plain = st.fixed_dictionaries(
+    {"op": st.one_of(st.sampled_from(["add", "relu"]), st.integers(), st.none()),
+     "inputs": st.lists(st.one_of(st.sampled_from(["a", "b/c", "x.1", "1x", "a b", ""]), st.integers(), st.floats(),
+                                  st.booleans(), st.none()), max_size=3)},
+    optional={"description": st.one_of(st.text(max_size=3), st.integers()),
+              "axis": st.one_of(scalars, st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2),
+                                                                                            st.integers())),
+              "parameters": st.dictionaries(st.text("ab", max_size=2), st.text("ab", max_size=2))})
+
+
+@FUZZ
+@given(st.sampled_from(["h1", "net/layer1", "1bad", "a b"]), near_plain)
+def test_the_fast_node_check_agrees_with_the_schema_near_its_boundary(name, node):
+    from graphdef.schema import _validator, plain_node
+    doc = {"graphdef": 1, "name": "x", "nodes": {name: node}, "outputs": ["x"]}
+    valid = not list(_validator(None).iter_errors(doc))
+    assert not plain_node(name, node) or valid  # the fast check may send valid nodes on to jsonschema, never invalid ones
+    if valid and "parameters" not in node:
+        assert plain_node(name, node), node  # and it does recognise the ordinary ones
