@@ -6,6 +6,8 @@ After this the interpreter trusts the graph.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import io
 import math
@@ -39,15 +41,29 @@ def load(path, *, seed: int | None = None, dtype: str | None = None, allow_outsi
     `dtype` (float32, float64) overrides the model's. `limits` bounds what a file may ask
     for (size, values, nesting, vertices).
     """
-    return build(read_file(path, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
-                 limits=limits)
+    with _without_gc():
+        return build(read_file(path, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
+                     limits=limits)
 
 
 def loads(text: str, *, seed: int | None = None, dtype: str | None = None, file: str | None = None,
           allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
     """Load and validate a model from YAML text (weights files are then relative to the working folder)."""
-    return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
-                 limits=limits)
+    with _without_gc():
+        return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
+                     limits=limits)
+
+
+@contextlib.contextmanager
+def _without_gc():
+    """Loading makes many small objects and no cycles worth collecting: pausing the cyclic GC halves its time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def build(source: Source, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,

@@ -108,7 +108,8 @@ def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source
         root = loader.get_single_node()
         if root is None:
             raise GraphDefError(Problem("the file is empty", file, hint="a model starts with `graphdef: 1`"))
-        _check_size(root, limits, file)
+        if "&" in text or bound > limits.max_depth:  # no anchor, no alias: the text itself bounds the size
+            _check_size(root, limits, file)
         builder = _Builder(loader, source)
         source.data = builder.build(root, ())
     except RecursionError:
