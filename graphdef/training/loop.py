@@ -268,7 +268,7 @@ class _Run:
         env = {**model.constants, **model.parameters, **{n: a[rows] for n, a in self.feeds.items()}}
         values, grads = model.backprop(env, loss, self.params, outputs=self.config.predictions)
         value = values[loss]
-        mean = float(np.mean(value))
+        mean = float(value) if np.ndim(value) == 0 else float(value.mean())
         if not np.isfinite(mean):
             raise self._nonfinite(values, mean)
         if self.check_numerics:
