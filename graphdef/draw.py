@@ -5,6 +5,7 @@ program (Debian package `graphviz`), while `.dot` output needs nothing more.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from pathlib import Path
 
@@ -43,23 +44,18 @@ def to_dot(model, inputs: dict | None = None, of: str | None = None, max_nodes: 
                            node_attr={"fontname": "Helvetica", "fontsize": "11"},
                            edge_attr={"fontname": "Helvetica", "fontsize": "10"})
     rep, clusters, keep, note = _view(model, max_nodes)
-    subgraphs = {}
+    members = {}  # cluster -> its vertices, drawn together in one subgraph
     for v, attrs in model.graph.nodes(data=True):
-        r = rep[v]
-        if r not in keep:
-            continue
-        if r != v:  # a collapsed group, drawn once
-            if r not in subgraphs:
-                subgraphs[r] = None
-                dot.node(r, f"{r[:-2]}\n({sum(x == r for x in rep.values())} vertices)", **STYLE["group"])
-            continue
-        target = dot
-        if v in clusters:
-            target = subgraphs.setdefault(clusters[v], dot.subgraph(name=f"cluster_{clusters[v]}"))
-        with _into(target) as place:
-            if place is not dot:
-                place.attr(label=clusters[v], style="rounded,dashed", color="#adb5bd")
-            place.node(v, _label(v, attrs, values, grads, of), **STYLE[attrs["kind"]])
+        if rep[v] == v and v in keep:
+            members.setdefault(clusters.get(v), []).append((v, attrs))
+    for cluster, vertices in members.items():
+        with (dot.subgraph(name=f"cluster_{cluster}") if cluster else contextlib.nullcontext(dot)) as place:
+            if cluster:
+                place.attr(label=cluster, style="rounded,dashed", color="#adb5bd")
+            for v, attrs in vertices:
+                place.node(v, _label(v, attrs, values, grads, of), **STYLE[attrs["kind"]])
+    for box in sorted({r for v, r in rep.items() if r != v and r in keep}):  # collapsed groups
+        dot.node(box, f"{box[:-2]}\n({sum(r == box for r in rep.values())} vertices)", **STYLE["group"])
     collapsed_edges = set()
     for u, v, k in model.graph.edges(keys=True):
         ru, rv = rep[u], rep[v]
@@ -155,20 +151,6 @@ def _view(model, max_nodes: int):
     keep = _nearest_to_outputs(model, rep, max_nodes)
     return rep, {}, keep, f"{len(set(rep.values())) - len(keep)} more vertices or groups, further from the outputs, " \
                           "not drawn (raise --max-nodes)"
-
-
-class _into:
-    """`with` on a Graphviz subgraph context, or on the graph itself."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __enter__(self):
-        return self.target.__enter__() if hasattr(self.target, "__enter__") else self.target
-
-    def __exit__(self, *exc):
-        if hasattr(self.target, "__exit__"):
-            self.target.__exit__(*exc)
 
 
 def _nearest_to_outputs(model, rep: dict, limit: int) -> set:

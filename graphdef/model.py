@@ -87,9 +87,7 @@ class Model:
         if method != "reverse":
             return self.value_and_gradients(inputs, of, wrt, method)[1]
         of, wrt = self.resolve(of, wrt)
-        env = self._feed(inputs)
-        grads = self._guarded(self.compiled_backprop(of, wrt, exact=self._exact(env)), env)[1]
-        return {w: np.asarray(grads[w]) if w in grads else np.zeros_like(env[w]) for w in wrt}
+        return _arrays(self.backprop(self._feed(inputs), of, wrt, outputs=[of])[1])
 
     def value_and_gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse"):
         """(every vertex's value, gradients) in one forward pass; see `gradients`."""
@@ -109,9 +107,9 @@ class Model:
     def trace(self, inputs: dict, of: str | None = None, wrt=None) -> "Trace":
         """One forward and one backward pass, keeping ∂of/∂v for every vertex v on the way (to explain or draw)."""
         of, wrt = self.resolve(of, wrt)
-        _, wanted = self.backward_plan(of, tuple(wrt))
+        steps, wanted = self.backward_plan(of, tuple(wrt))
         values, grads = self.backprop(self._feed(inputs), of, wrt, keep=wanted)
-        return Trace(of, wrt, _arrays(values), _arrays(grads), self.backward_plan(of, tuple(wrt))[0], wanted)
+        return Trace(of, wrt, _arrays(values), _arrays(grads), steps, wanted)
 
     def run_unchecked(self, env: dict, outputs=None) -> dict:
         """Forward over an environment already holding the inputs, parameters and constants (no checks)."""

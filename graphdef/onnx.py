@@ -354,7 +354,7 @@ def load(path, name: str | None = None, loss: str | None = None):
     onnx, _, _ = _onnx()
     try:
         proto = onnx.load(str(path))
-    except (OSError, Exception) as e:  # noqa: BLE001 - any parse failure is the file's fault
+    except Exception as e:  # noqa: BLE001 - any failure to parse is the file's fault
         raise GraphDefError(Problem(f"cannot read ONNX model: {e}", str(path))) from None
     return from_proto(proto, name or Path(path).stem, loss)
 
