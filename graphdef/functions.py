@@ -10,6 +10,7 @@ errors name the call too.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from importlib import resources
@@ -177,8 +178,7 @@ class _Expander:
         source, path = place
         problem = source.problem(path, message, hint)
         if chain:
-            problem = type(problem)(f"{problem.message} [{self._describe(chain)}]", problem.file, problem.line,
-                                    problem.column, problem.path, problem.hint)
+            problem = dataclasses.replace(problem, message=f"{problem.message} [{self._describe(chain)}]")
         self.problems.append(problem)
 
     def _describe(self, chain: tuple) -> str:
