@@ -161,12 +161,11 @@ class Model:
         return tuple(s for s in self.steps if s.name in needed)
 
     def _guarded(self, run, *args):
-        with np.errstate(all="ignore"):
-            try:
-                return run(*args)
-            except StepError as e:
-                raise GraphDefError(self.problem(e.step.name, f"node '{e.step.name}' ({e.step.op.name}) failed: {e}",
-                                                 "check the shapes and values of its inputs")) from None
+        try:
+            return run(*args)
+        except StepError as e:
+            raise GraphDefError(self.problem(e.step.name, f"node '{e.step.name}' ({e.step.op.name}) failed: {e}",
+                                             "check the shapes and values of its inputs")) from None
 
     def backward_plan(self, of: str, wrt: tuple):
         """(steps, vertices) on some path from a wrt vertex to `of`: all that backward needs to visit."""

@@ -1,4 +1,7 @@
 """The Python API: loading, graph structure, gradient options, user-registered ops."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -135,3 +138,14 @@ def test_paths_method_refuses_tensors_and_huge_path_counts():
     assert model.gradients({"v0": 1.0})["v0"] == 2.0 ** depth
     with pytest.raises(GraphDefError, match="paths lead from"):
         model.gradients({"v0": 1.0}, method="paths")
+
+
+def test_faults_give_inf_and_nan_without_warnings():
+    """log 0 is -inf and its gradient inf, silently (check_numerics reports them), even where warnings are errors."""
+    code = ("import graphdef, numpy as np\n"
+            "m = graphdef.loads('graphdef: 1\\nname: l\\ninputs: {x: {shape: [2]}}\\n"
+            "nodes: {y: {op: log, inputs: [x]}, s: {op: sum, inputs: [y]}}\\noutputs: [s]\\n')\n"
+            "values, grads = m.value_and_gradients({'x': [0.0, -1.0]})\n"
+            "print(values['y'][0], np.isnan(values['y'][1]), grads['x'][0])\n")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["-inf", "True", "inf"], done.stderr
