@@ -7,6 +7,9 @@ call per rule, with no graph or name lookups in the hot loop. The backward lines
 accumulate ∂of/∂vertex with `+` where a vertex feeds several others, so every product
 is computed once; a vertex's gradient is dropped as soon as it has been passed on.
 
+When every value is a scalar (the lecture's networks), a plan can run on Python floats
+instead of numpy scalars, several times cheaper per operation; see FloatMath.
+
 A rule written as a one-expression lambda (most are) is inlined: its body, read from
 graphdef's own source with `ast`, is written into the line with the slots in place of
 its parameters, which saves a Python call per rule on small graphs. Only identifiers
@@ -21,6 +24,7 @@ import builtins
 import functools
 import itertools
 import linecache
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -55,6 +59,25 @@ class StepError(Exception):
         self.step, self.cause = step, cause
 
 
+class FloatMath:
+    """numpy's functions as the rules call them, on Python floats (the others are numpy's own).
+
+    Where numpy would return inf or NaN (log 0, exp 1000, x / 0), Python raises instead: the
+    model then runs the numpy plan for that call, so results never depend on the plan.
+    """
+    exp, log, tanh, sqrt, abs = map(staticmethod, (math.exp, math.log, math.tanh, math.sqrt, abs))
+
+    @staticmethod
+    def maximum(x, y):
+        return x if x >= y or x != x else y  # NaN propagates, as in numpy
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+FLOAT_MATH = FloatMath()
+
+
 class Compiled:
     """Generated Python for a plan: callable, printable (`.source`), failures mapped to steps."""
 
@@ -82,9 +105,10 @@ class Compiled:
 class _Writer:
     """Lines of one generated function, with every rule and attribute bound by name."""
 
-    def __init__(self, name: str, params: str):
-        self.name, self.lines, self.line_steps = name, [f"def {name}({params}):"], [None]
-        self.namespace = {"__name__": GENERATED, "ones_like": np.ones_like, "unbroadcast": unbroadcast}
+    def __init__(self, name: str, params: str, floats: bool = False):
+        self.name, self.lines, self.line_steps, self.floats = name, [f"def {name}({params}):"], [None], floats
+        self.namespace = {"__name__": GENERATED, "ones_like": np.ones_like, "zeros_like": np.zeros_like,
+                          "unbroadcast": unbroadcast}
         self.slots, self.bound = {}, {}
 
     def slot(self, vertex: str, prefix: str = "v") -> str:
@@ -92,6 +116,8 @@ class _Writer:
 
     def bind(self, value, hint: str) -> str:
         """A name for an object the generated code uses (`np_3`, `mul_vjp1_4`, `axis_5`), one per distinct object."""
+        if self.floats and value is np:
+            value = FLOAT_MATH
         try:
             key = (hint, type(value), value) if isinstance(value, (int, float, str, tuple, type(None))) else id(value)
             hash(key)
@@ -210,7 +236,8 @@ def _leaves(steps) -> list:
 
 def _forward_lines(w: _Writer, steps, scalars) -> None:
     for name in _leaves(steps):  # 0-d parameters and constants as numpy scalars: much faster arithmetic
-        w.line(f"{w.slot(name)} = env[{name!r}]" + ("[()]" if name in scalars else ""))
+        w.line(f"{w.slot(name)} = " + (f"float(env[{name!r}])" if w.floats else f"env[{name!r}]"
+                                       + ("[()]" if name in scalars else "")))
     for step in steps:
         w.line(f"{w.slot(step.name)} = {w.call(step.op.forward, step, step.op.name)}  # {step.name}", step)
 
@@ -219,16 +246,19 @@ def _returned(w: _Writer, names) -> str:
     return "{" + ", ".join(f"{n!r}: {w.slot(n)}" for n in names) + "}"
 
 
-def compile_forward(steps, scalars=frozenset()) -> Compiled:
-    """forward(env) -> {vertex: value} for every step, given env holding their leaves (`scalars`: the 0-d ones)."""
-    w = _Writer("forward", "env")
+def compile_forward(steps, scalars=frozenset(), floats: bool = False) -> Compiled:
+    """forward(env) -> {vertex: value} for every step, given env holding their leaves (`scalars`: the 0-d ones).
+
+    `floats`: every value is a scalar; compute on Python floats (see FloatMath).
+    """
+    w = _Writer("forward", "env", floats)
     _forward_lines(w, steps, scalars)
     w.line(f"return {_returned(w, [s.name for s in steps])}")
     return w.compiled()
 
 
 def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scalars=frozenset(),
-                     shapes: dict | None = None, returned=None) -> Compiled:
+                     shapes: dict | None = None, returned=None, floats: bool = False) -> Compiled:
     """backprop(env) -> (values of the steps, ∂of/∂v for v in wrt and keep that of depends on), one pass each way.
 
     `backward_steps` and `wanted` are the steps and vertices on a path from wrt to `of`.
@@ -236,29 +266,34 @@ def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scala
     every value is known to have exactly its static shape, lets a gradient skip the check
     for broadcasting where input and output shapes agree. With `returned` (vertex names), only
     those values are returned, and every other one is freed as soon as nothing reads it.
+    `floats` as in compile_forward.
     """
-    w = _Writer("backprop", "env")
+    w = _Writer("backprop", "env", floats)
     _forward_lines(w, steps, scalars)
     keep = set(wrt) | set(keep)
     has = {of}
-    w.line(f"{w.slot(of, 'g')} = ones_like({w.slot(of)})")
+    w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"ones_like({w.slot(of)})"))
     for step in reversed(backward_steps):
         for i, (arg, rule) in enumerate(zip(step.args, step.op.backward)):
             if arg not in wanted or rule is None:
                 continue
             vjp = w.call(rule, step, f"{step.op.name}_vjp{i}", (w.slot(step.name, "g"), w.slot(step.name)))
-            w.line(f"t = {vjp}  # ∂{of}/∂{arg} += ∂{step.name}/∂{arg}·∂{of}/∂{step.name}", step)
+            comment = f"  # ∂{of}/∂{arg} += ∂{step.name}/∂{arg}·∂{of}/∂{step.name}"
             if not _same_shape(step, i) and (shapes is None or shapes[arg] != shapes[step.name]):
+                w.line(f"t = {vjp}{comment}", step)
                 w.line(f"if t.shape != {w.slot(arg)}.shape: t = unbroadcast(t, {w.slot(arg)}.shape)", step)
+                vjp, comment = "t", ""
             g = w.slot(arg, "g")
-            w.line(f"{g} = {g} + t" if arg in has else f"{g} = t", step)
+            w.line((f"{g} = {g} + {vjp}" if arg in has else f"{g} = {vjp}") + comment, step)
             has.add(arg)
-        if step.name not in keep:
+        if step.name not in keep and not floats:  # a float is too small to be worth freeing
             w.line(f"del {w.slot(step.name, 'g')}")
-    grads = ", ".join(f"{n!r}: {w.slot(n, 'g')}" for n in dict.fromkeys([*wrt, *sorted(keep, key=str)]) if n in has)
+    zero = "0.0" if floats else "zeros_like(env[{!r}])"  # for a wrt vertex that `of` does not depend on
+    grads = ", ".join(f"{n!r}: {w.slot(n, 'g') if n in has else zero.format(n)}"
+                      for n in dict.fromkeys([*wrt, *sorted(keep, key=str)]) if n in has or n in wrt)
     values = [s.name for s in steps if returned is None or s.name in returned]
     w.line(f"return {_returned(w, values)}, {{{grads}}}")
-    if returned is not None:
+    if returned is not None and not floats:
         w.release({w.slot(n) for n in values})
     return w.compiled()
 

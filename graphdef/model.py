@@ -52,6 +52,8 @@ class Model:
         self._scalars = frozenset(n for n, v in self._vertices("parameter", "constant", "literal") if v["shape"] == ())
         shapes = dict(graph.nodes(data="shape"))
         self._shapes = shapes if all(s is not None and None not in s for s in shapes.values()) else None
+        # every value a float64 scalar: plans may run on Python floats (interpreter.FloatMath)
+        self._floats = self.dtype == np.float64 and self._shapes is not None and not any(shapes.values())
 
     def save(self, directory) -> Path:
         """Write model.yaml and weights.npz into `directory` (atomically); returns the model.yaml path."""
@@ -87,7 +89,7 @@ class Model:
         if method != "reverse":
             return self.value_and_gradients(inputs, of, wrt, method)[1]
         of, wrt = self.resolve(of, wrt)
-        return _arrays(self.backprop(self._feed(inputs), of, wrt, outputs=[of])[1])
+        return _arrays(self._backprop(self._feed(inputs), of, wrt, (), (of,))[1])
 
     def value_and_gradients(self, inputs: dict, of: str | None = None, wrt=None, method: str = "reverse"):
         """(every vertex's value, gradients) in one forward pass; see `gradients`."""
@@ -113,12 +115,15 @@ class Model:
 
     def run_unchecked(self, env: dict, outputs=None) -> dict:
         """Forward over an environment already holding the inputs, parameters and constants (no checks)."""
-        key = ("forward", tuple(outputs or ()))
+        computed = self._run(lambda floats: self._forward_plan(tuple(outputs or ()), floats), env,
+                             self._floats and self._exact(env))
+        return {**env, **computed}
+
+    def _forward_plan(self, outputs: tuple, floats: bool) -> interpreter.Compiled:
+        key = ("forward", outputs, floats)
         if key not in self._plans:
-            self._plans[key] = interpreter.compile_forward(self._forward_steps(key[1]), self._scalars)
-        values = dict(env)
-        values.update(self._guarded(self._plans[key], env))
-        return values
+            self._plans[key] = interpreter.compile_forward(self._forward_steps(outputs), self._scalars, floats)
+        return self._plans[key]
 
     def backprop(self, env: dict, of: str, wrt, keep=(), outputs=None) -> tuple[dict, dict]:
         """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked).
@@ -127,31 +132,37 @@ class Model:
         pass to what they (and `of`) need, and the values returned to theirs (the others are
         freed as soon as they have been used: less memory on big batches).
         """
-        computed, grads = self._guarded(self.compiled_backprop(of, wrt, keep, outputs, self._exact(env)), env)
-        values = dict(env)
-        values.update(computed)
-        for w in wrt:
-            if w not in grads:
-                grads[w] = np.zeros_like(values[w])
-        return values, grads
+        computed, grads = self._backprop(env, of, wrt, keep, outputs)
+        return {**env, **computed}, grads
 
-    def compiled_backprop(self, of: str, wrt, keep=(), outputs=None, exact: bool = False) -> interpreter.Compiled:
+    def _backprop(self, env: dict, of: str, wrt, keep, outputs) -> tuple[dict, dict]:
+        exact = self._exact(env)
+        return self._run(lambda floats: self.compiled_backprop(of, wrt, keep, outputs, exact, floats), env, exact)
+
+    def compiled_backprop(self, of: str, wrt, keep=(), outputs=None, exact: bool = False,
+                          floats: bool = False) -> interpreter.Compiled:
         """The generated forward-and-backward function for these arguments, made once and cached.
 
         `exact`: every input has exactly its declared shape (no batch), so all shapes are static.
+        `floats`: every value is a scalar, computed on Python floats.
         """
-        key = ("backprop", of, tuple(wrt), frozenset(keep), tuple(outputs or ()), exact)
+        key = ("backprop", of, tuple(wrt), frozenset(keep), tuple(outputs or ()), exact, floats)
         if key not in self._plans:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
             returned = None if not outputs else {*outputs, of}
             self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep, self._scalars,
-                                                            self._shapes if exact else None, returned)
+                                                            self._shapes if exact else None, returned, floats)
         return self._plans[key]
 
     def _exact(self, env: dict) -> bool:
         """Whether every input in env has exactly its declared shape (then every value has its static shape)."""
-        return self._shapes is not None and all(env[n].shape == s for n, s in self.inputs.items() if n in env)
+        if self._shapes is None:
+            return False
+        for name, shape in self.inputs.items():
+            if name in env and env[name].shape != shape:
+                return False
+        return True
 
     def _forward_steps(self, outputs: tuple) -> tuple:
         """The steps that computing `outputs` needs (all steps when none are named)."""
@@ -160,9 +171,16 @@ class Model:
         needed = self.ancestors(outputs)
         return tuple(s for s in self.steps if s.name in needed)
 
-    def _guarded(self, run, *args):
+    def _run(self, plan, env: dict, exact: bool):
+        """plan(floats)(env), on Python floats when every value is a scalar, else (or on a fault) on numpy values."""
+        if exact and self._floats:
+            try:
+                return plan(True)(env)
+            except StepError as e:  # numpy gives inf or NaN here, or the rule needs numpy values
+                if not isinstance(e.cause, (ArithmeticError, ValueError)):
+                    self._floats = False
         try:
-            return run(*args)
+            return plan(False)(env)
         except StepError as e:
             raise GraphDefError(self.problem(e.step.name, f"node '{e.step.name}' ({e.step.op.name}) failed: {e}",
                                              "check the shapes and values of its inputs")) from None
@@ -230,18 +248,20 @@ class Model:
         return env
 
     def _array(self, name: str, raw, shape):
-        try:
-            if isinstance(raw, (float, int, np.floating, np.integer)) and not isinstance(raw, bool):
-                value = self.dtype.type(raw)  # a numpy scalar: arithmetic on it is much faster than on a 0-d array
-            else:
+        try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
+            if type(raw) in (float, int):
+                value = self.dtype.type(raw)
+            elif type(raw) is not self.dtype.type:
                 value = np.asarray(raw, dtype=self.dtype)
                 value = value[()] if value.ndim == 0 else value
+            else:
+                value = raw
         except (ValueError, TypeError):
             return None, self.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
                                       "give a number or a (nested) list of numbers")
         if not (math.isfinite(value) if value.ndim == 0 else np.isfinite(value).all()):
             return None, self.problem(name, f"input '{name}' contains NaN or infinity", "clean the data")
-        if shape is not None and not _fits(value.shape, shape):
+        if shape is not None and value.shape != shape and not _fits(value.shape, shape):
             return None, self.problem(name, f"input '{name}' has shape {list(value.shape)}, expected "
                                       f"{show_shape(shape)}", "an extra leading batch dimension is also accepted")
         return value, None
