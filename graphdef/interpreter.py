@@ -142,7 +142,7 @@ class _Writer:
         self.line_steps.append(step)
 
     def release(self, kept: set) -> None:
-        """Free each value (slot v…) not in `kept` right after the last line that reads it.
+        """Free each value (slot v…, or r… saved for backward) not in `kept` right after the last line reading it.
 
         Checks that only need a value's shape read it from `s…`, taken when the value is made,
         so a big intermediate array is not kept alive for its shape alone.
@@ -152,14 +152,14 @@ class _Writer:
         for text, step in zip(self.lines, self.line_steps):
             lines.append(re.sub(r"\bv(\d+)\.shape\b", r"s\1", text))
             steps.append(step)
-            made = re.match(r"    (v\d+) = ", text)
+            made = re.match(r"    (v\d+)(?:, r\d+)? = ", text)
             if made and made.group(1) in shaped:
                 lines.append(f"    s{made.group(1)[1:]} = {made.group(1)}.shape")
                 steps.append(step)
         self.lines, self.line_steps = lines, steps
         last = {}
         for i, text in enumerate(self.lines):
-            for slot in re.findall(r"\bv\d+\b", text.split("  # ")[0]):
+            for slot in re.findall(r"\b[vr]\d+\b", text.split("  # ")[0]):
                 last[slot] = i
         lines, steps = [], []
         for i, (text, step) in enumerate(zip(self.lines, self.line_steps)):
@@ -234,12 +234,17 @@ def _leaves(steps) -> list:
     return list(dict.fromkeys(a for s in steps for a in s.args if a not in made))
 
 
-def _forward_lines(w: _Writer, steps, scalars) -> None:
+def _forward_lines(w: _Writer, steps, scalars, saving=frozenset()) -> None:
+    """Leaves read from env, then one line per step; a step in `saving` also keeps what its op saves (slot r…)."""
     for name in _leaves(steps):  # 0-d parameters and constants as numpy scalars: much faster arithmetic
         w.line(f"{w.slot(name)} = " + (f"float(env[{name!r}])" if w.floats else f"env[{name!r}]"
                                        + ("[()]" if name in scalars else "")))
     for step in steps:
-        w.line(f"{w.slot(step.name)} = {w.call(step.op.forward, step, step.op.name)}  # {step.name}", step)
+        if step.name in saving:
+            made = f"{w.slot(step.name)}, {w.slot(step.name, 'r')} = {w.call(step.op.save, step, step.op.name)}"
+        else:
+            made = f"{w.slot(step.name)} = {w.call(step.op.forward, step, step.op.name)}"
+        w.line(f"{made}  # {step.name}", step)
 
 
 def _returned(w: _Writer, names) -> str:
@@ -269,7 +274,8 @@ def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scala
     `floats` as in compile_forward.
     """
     w = _Writer("backprop", "env", floats)
-    _forward_lines(w, steps, scalars)
+    saving = {s.name for s in backward_steps if s.op.save is not None}
+    _forward_lines(w, steps, scalars, saving)
     keep = set(wrt) | set(keep)
     has = {of}
     w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"ones_like({w.slot(of)})"))
@@ -277,7 +283,8 @@ def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scala
         for i, (arg, rule) in enumerate(zip(step.args, step.op.backward)):
             if arg not in wanted or rule is None:
                 continue
-            vjp = w.call(rule, step, f"{step.op.name}_vjp{i}", (w.slot(step.name, "g"), w.slot(step.name)))
+            out = w.slot(step.name, "r" if step.name in saving else "v")
+            vjp = w.call(rule, step, f"{step.op.name}_vjp{i}", (w.slot(step.name, "g"), out))
             comment = f"  # ∂{of}/∂{arg} += ∂{step.name}/∂{arg}·∂{of}/∂{step.name}"
             if not _same_shape(step, i) and (shapes is None or shapes[arg] != shapes[step.name]):
                 w.line(f"t = {vjp}{comment}", step)

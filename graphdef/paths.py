@@ -26,7 +26,8 @@ def edge_derivatives(steps, env: dict, wanted) -> dict:
                                     f"{list(np.shape(value))} (use method reverse or numeric)")
         for i, (arg, rule) in enumerate(zip(step.args, step.op.backward)):
             if arg in wanted and rule is not None:
-                local[(arg, step.name, i)] = float(np.sum(rule(np.ones_like(out), out, *values, **step.attrs)))
+                saved = step.op.saved(out, *values, **step.attrs)
+                local[(arg, step.name, i)] = float(np.sum(rule(np.ones_like(out), saved, *values, **step.attrs)))
     return local
 
 

@@ -66,11 +66,14 @@ def test_backward_matches_finite_differences(name, example):
     inputs = sample(op, shapes, rng)
     out = np.asarray(op.forward(*inputs, **full_attrs))
     assert out.shape == op.shape(*shapes, **full_attrs), "shape rule disagrees with forward"
+    if op.save is not None:
+        np.testing.assert_allclose(op.save(*inputs, **full_attrs)[0], out, rtol=1e-12, err_msg="save disagrees")
+    saved = op.saved(out, *inputs, **full_attrs)
     g = rng.normal(size=out.shape)
     assert len(op.backward) == op.arity
     for k, (x, rule) in enumerate(zip(inputs, op.backward)):
         expected = numeric_vjp(op, inputs, full_attrs, g, k)
-        got = unbroadcast(np.asarray(rule(g, out, *inputs, **full_attrs)), x.shape)
+        got = unbroadcast(np.asarray(rule(g, saved, *inputs, **full_attrs)), x.shape)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7, err_msg=f"{name}: input {k}")
 
 

@@ -42,21 +42,22 @@ register_op("log_softmax", _log_softmax,
 
 # -- losses: per-sample sums over the class axis, then reduced over samples ----
 
-def _reduce(per_sample, reduction):
+def _reduce(per_sample, reduction, scale):
+    """scale × the per-sample losses, reduced over samples (scaled after reducing: one op less on a batch)."""
     if reduction == "none":
-        return per_sample
-    total = per_sample.sum()  # sum / size: numpy's mean() costs twice as much on a batch
+        return per_sample * scale
+    total = per_sample.sum() * scale  # sum / size: numpy's mean() costs twice as much on a batch
     return total / max(per_sample.size, 1) if reduction == "mean" else total
 
 
-def _per_sample_grad(g, p, t, axis, reduction):
-    """∂L/∂(per-sample loss), shaped to broadcast against the class axis."""
+def _per_sample_grad(g, p, t, axis, reduction, scale):
+    """scale × ∂L/∂(per-sample loss), shaped to broadcast against the class axis."""
     if reduction == "none":
-        return np.expand_dims(g, axis)
+        return np.expand_dims(g * scale, axis)
     if reduction == "mean":
         shape = p.shape if p.shape == t.shape else np.broadcast_shapes(p.shape, t.shape)
-        g = g / max(math.prod(shape) // shape[axis], 1)
-    return g
+        scale = scale / max(math.prod(shape) // shape[axis], 1)
+    return g * scale
 
 
 def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean"):
@@ -73,20 +74,14 @@ def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean"):
 
 def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
     """−Σ t·log_base(p) over axis per sample, then mean (or sum, or none) over samples."""
-    return _reduce((t * np.log(p)).sum(axis=axis) / -math.log(base), reduction)
-
-
-def _cross_entropy_vjp_p(g, p, t, base, axis, reduction):
-    return -_per_sample_grad(g, p, t, axis, reduction) / math.log(base) * t / p
-
-
-def _cross_entropy_vjp_t(g, p, t, base, axis, reduction):
-    return -_per_sample_grad(g, p, t, axis, reduction) / math.log(base) * np.log(p)
+    return _reduce((t * np.log(p)).sum(axis=axis), reduction, -1 / math.log(base))
 
 
 register_op("cross_entropy", _cross_entropy,
-            (lambda g, out, p, t, *, base, axis, reduction: _cross_entropy_vjp_p(g, p, t, base, axis, reduction),
-             lambda g, out, p, t, *, base, axis, reduction: _cross_entropy_vjp_t(g, p, t, base, axis, reduction)),
+            (lambda g, out, p, t, *, base, axis, reduction:
+                _per_sample_grad(g, p, t, axis, reduction, -1 / math.log(base)) * t / p,
+             lambda g, out, p, t, *, base, axis, reduction:
+                _per_sample_grad(g, p, t, axis, reduction, -1 / math.log(base)) * np.log(p)),
             shape=_loss_shape,
             examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                       ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
@@ -95,22 +90,26 @@ register_op("cross_entropy", _cross_entropy,
 
 def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
     """cross_entropy(softmax(z), t) fused: stable for large logits, one cheap gradient."""
-    return _reduce((t * _log_softmax(z, axis=axis)).sum(axis=axis) / -math.log(base), reduction)
+    return _softmax_cross_entropy_saving(z, t, base=base, axis=axis, reduction=reduction)[0]
 
 
-def _softmax_cross_entropy_vjp_z(g, z, t, base, axis, reduction):
-    gs = _per_sample_grad(g, z, t, axis, reduction) / math.log(base)
-    return gs * (_softmax(z, axis=axis) * t.sum(axis=axis, keepdims=True) - t)
-
-
-def _softmax_cross_entropy_vjp_t(g, z, t, base, axis, reduction):
-    return -_per_sample_grad(g, z, t, axis, reduction) / math.log(base) * _log_softmax(z, axis=axis)
+def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction):
+    """The loss, and the softmax and log-softmax its gradients need: computed once, in the forward pass."""
+    log_p = z - z.max(axis=axis, keepdims=True)
+    p = np.exp(log_p)
+    total = p.sum(axis=axis, keepdims=True)
+    log_p -= np.log(total)
+    p /= total
+    return _reduce((t * log_p).sum(axis=axis), reduction, -1 / math.log(base)), (p, log_p)
 
 
 register_op("softmax_cross_entropy", _softmax_cross_entropy,
-            (lambda g, out, z, t, *, base, axis, reduction: _softmax_cross_entropy_vjp_z(g, z, t, base, axis, reduction),
-             lambda g, out, z, t, *, base, axis, reduction: _softmax_cross_entropy_vjp_t(g, z, t, base, axis, reduction)),
-            shape=_loss_shape,
+            (lambda g, saved, z, t, *, base, axis, reduction:  # saved: (softmax, log-softmax)
+                _per_sample_grad(g, z, t, axis, reduction, -1 / math.log(base))
+                * (t - saved[0] * t.sum(axis, keepdims=True)),
+             lambda g, saved, z, t, *, base, axis, reduction:
+                _per_sample_grad(g, z, t, axis, reduction, -1 / math.log(base)) * saved[1]),
+            shape=_loss_shape, save=_softmax_cross_entropy_saving,
             examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                       ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
             domain=[REAL, PROBABILITY])

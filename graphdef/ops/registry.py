@@ -5,6 +5,8 @@ Rule signatures, shared by every op:
     forward(*inputs, **attrs) -> out
     backward: one rule per input, vjp_i(g, out, *inputs, **attrs) -> ∂L/∂input_i (None: not differentiable)
     shape(*input_shapes, **attrs) -> output shape
+    save (optional): save(*inputs, **attrs) -> (out, saved), a forward that also keeps what the
+        backward rules need (a fused loss keeps its softmax); the rules then get `saved` as `out`
 
 Each vjp_i is a vector-Jacobian product: given g = ∂L/∂out it returns ∂L/∂input_i, and
 runs only when input i needs a gradient (a matmul feeding from data skips one product).
@@ -56,6 +58,7 @@ class Op:
     attrs: dict[str, Attr] = field(default_factory=dict)
     examples: tuple = ()  # ((input shapes...), {attrs}) pairs used by the generated gradient tests
     domain: tuple = ()  # (low, high) per input for test samples; REAL when missing
+    save: Callable | None = None  # forward returning (out, what the backward rules get as `out`)
 
     def __repr__(self):
         return f"<op {self.signature()}>"
@@ -65,6 +68,10 @@ class Op:
         attrs = {a.name: a.default for a in self.attrs.values() if a.default is not REQUIRED}
         attrs.update({k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
         return attrs
+
+    def saved(self, out, *inputs, **attrs):
+        """What the backward rules get as `out`: the output itself, unless the op saves more."""
+        return out if self.save is None else self.save(*inputs, **attrs)[1]
 
     @property
     def arity(self) -> int:
@@ -102,22 +109,25 @@ def unbroadcast(g, shape: tuple):
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
+    if g.shape[lead:] == shape:  # only leading axes were added (a bias, a shared scalar): the common case
+        return g.sum(axis=0) if lead == 1 else g.sum(axis=tuple(range(lead)))
     axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
     return g.sum(axis=axes).reshape(shape)
 
 
 def register_op(name: str, forward: Callable | None = None, backward=None, *,
                 shape: Callable | None = None, doc: str | None = None, examples=(), domain=(),
-                replace: bool = False):
+                save: Callable | None = None, replace: bool = False):
     """Register an op; usable as a call or, without `forward`, as a decorator of it.
 
     `backward` is a tuple of one rule per input (a single rule for a one-input op).
     `shape` defaults to broadcasting the inputs (right for elementwise ops).
     `examples` and `domain` feed the gradient tests generated from this registry.
+    `save`: see the module docstring; only the gradient-computing plans call it.
     """
     if forward is None:
         return lambda f: register_op(name, f, backward, shape=shape, doc=doc, examples=examples,
-                                     domain=domain, replace=replace)
+                                     domain=domain, save=save, replace=replace)
     if name in OPS and not replace:
         raise ValueError(f"op '{name}' is already registered (pass replace=True to override it)")
     args, attrs = _signature(forward)
@@ -126,7 +136,7 @@ def register_op(name: str, forward: Callable | None = None, backward=None, *,
         raise ValueError(f"op '{name}': {len(args)} inputs but {len(backward)} backward rules")
     doc = (doc or inspect.getdoc(forward) or "").strip()
     OPS[name] = Op(name, forward, backward, shape or broadcast_shape, doc.splitlines()[0] if doc else "",
-                   args, attrs, tuple(examples), tuple(domain))
+                   args, attrs, tuple(examples), tuple(domain), save)
     return forward
 
 
