@@ -102,13 +102,17 @@ class Compiled:
             raise StepError(step, e) from e
 
 
+def seed(value):
+    """∂of/∂of: ones shaped like `of`; a numpy scalar for one (ones_like would make a slower 0-d array)."""
+    return value.dtype.type(1) if isinstance(value, np.generic) else np.ones_like(value)
+
+
 class _Writer:
     """Lines of one generated function, with every rule and attribute bound by name."""
 
     def __init__(self, name: str, params: str, floats: bool = False):
         self.name, self.lines, self.line_steps, self.floats = name, [f"def {name}({params}):"], [None], floats
-        self.namespace = {"__name__": GENERATED, "ones_like": np.ones_like, "zeros_like": np.zeros_like,
-                          "unbroadcast": unbroadcast}
+        self.namespace = {"__name__": GENERATED, "seed": seed, "zeros_like": np.zeros_like, "unbroadcast": unbroadcast}
         self.slots, self.bound = {}, {}
 
     def slot(self, vertex: str, prefix: str = "v") -> str:
@@ -161,11 +165,15 @@ class _Writer:
         for i, text in enumerate(self.lines):
             for slot in re.findall(r"\b[vr]\d+\b", text.split("  # ")[0]):
                 last[slot] = i
+        dying = {}  # line -> the slots last read there
+        for slot, i in last.items():
+            if slot not in kept:
+                dying.setdefault(i, []).append(slot)
         lines, steps = [], []
         for i, (text, step) in enumerate(zip(self.lines, self.line_steps)):
             lines.append(text)
             steps.append(step)
-            dead = [slot for slot, j in last.items() if j == i and slot not in kept]
+            dead = dying.get(i)
             if dead:
                 lines.append(f"    del {', '.join(dead)}")
                 steps.append(None)
@@ -278,7 +286,7 @@ def compile_backprop(steps, backward_steps, of: str, wrt, wanted, keep=(), scala
     _forward_lines(w, steps, scalars, saving)
     keep = set(wrt) | set(keep)
     has = {of}
-    w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"ones_like({w.slot(of)})"))
+    w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"seed({w.slot(of)})"))
     for step in reversed(backward_steps):
         for i, (arg, rule) in enumerate(zip(step.args, step.op.backward)):
             if arg not in wanted or rule is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import signal
 import sys
@@ -150,8 +151,8 @@ def _stack(arrays: list) -> np.ndarray:
 
 def _correct(pred: np.ndarray, target: np.ndarray) -> int:
     if pred.ndim > 1 and pred.shape[-1] > 1:
-        return int(np.sum(np.argmax(pred, -1) == np.argmax(target, -1)))
-    return int(np.sum((pred > 0.5) == (target > 0.5)))
+        return int((pred.argmax(-1) == target.argmax(-1)).sum())
+    return int(((pred > 0.5) == (target > 0.5)).sum())
 
 
 def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, metrics: list) -> dict:
@@ -240,7 +241,7 @@ class _Run:
                 started = time.perf_counter()
                 if not self._run_epoch(lr, callback):
                     return self._finish("interrupted")
-                row = self._end_epoch(lr, time.perf_counter() - started)
+                row = self._end_epoch(lr, started)
                 self._save_checkpoint()
                 self._write_metrics()
                 if self._should_stop(row):
@@ -269,7 +270,7 @@ class _Run:
         values, grads = model.backprop(env, loss, self.params, outputs=self.config.predictions)
         value = values[loss]
         mean = float(value) if np.ndim(value) == 0 else float(value.mean())
-        if not np.isfinite(mean):
+        if not math.isfinite(mean):
             raise self._nonfinite(values, mean)
         if self.check_numerics:
             model.check_numerics(values, grads, loss)
@@ -282,7 +283,8 @@ class _Run:
             self.sums["correct"] += _correct(_stack([values[p] for p in self.config.predictions]),
                                              _stack([values[t] for t in self.config.targets]))
 
-    def _end_epoch(self, lr: float, seconds: float) -> dict:
+    def _end_epoch(self, lr: float, started: float) -> dict:
+        """The epoch's history row, validation included (and in its time, as a user waits for it)."""
         n = self.sums["count"]
         row = {"epoch": self.epoch + 1, "loss": self.sums["loss"] / n}
         if "accuracy" in self.metrics:
@@ -290,7 +292,8 @@ class _Run:
         if len(self.val_rows):
             measured = _measure(self.model, self.config, self.feeds, self.val_rows, self.metrics)
             row |= {f"val_{k}": v for k, v in measured.items()}
-        row |= {"lr": lr, "seconds": round(seconds, 3)}
+        seconds = time.perf_counter() - started
+        row |= {"lr": lr, "seconds": round(seconds, 6)}
         self.history.append(row)
         self.epoch, self.batch = self.epoch + 1, 0
         self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
