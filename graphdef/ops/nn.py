@@ -15,17 +15,23 @@ def _axis_shape(shape, *, axis):
     return shape
 
 
+def _shifted_exp(x, axis: int):
+    """x − max(x) along axis, and its exp: the stable start of softmax and log-softmax."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted, np.exp(shifted)
+
+
 def _softmax(x, *, axis: int = -1):
     """exp(x) / sum(exp(x)) along axis, computed stably."""
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    _, e = _shifted_exp(x, axis)
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
 def _log_softmax(x, *, axis: int = -1):
     """log(softmax(x)) along axis, computed stably."""
-    shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    shifted, e = _shifted_exp(x, axis)
+    shifted -= np.log(e.sum(axis=axis, keepdims=True))
     return shifted
 
 
@@ -74,7 +80,11 @@ def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean"):
 
 def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
     """−Σ t·log_base(p) over axis per sample, then mean (or sum, or none) over samples."""
-    return _reduce((t * np.log(p)).sum(axis=axis), reduction, -1 / math.log(base))
+    return _cross_entropy_of_log(np.log(p), t, base, axis, reduction)
+
+
+def _cross_entropy_of_log(log_p, t, base, axis, reduction):
+    return _reduce((t * log_p).sum(axis=axis), reduction, -1 / math.log(base))
 
 
 register_op("cross_entropy", _cross_entropy,
@@ -90,17 +100,16 @@ register_op("cross_entropy", _cross_entropy,
 
 def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
     """cross_entropy(softmax(z), t) fused: stable for large logits, one cheap gradient."""
-    return _softmax_cross_entropy_saving(z, t, base=base, axis=axis, reduction=reduction)[0]
+    return _cross_entropy_of_log(_log_softmax(z, axis=axis), t, base, axis, reduction)
 
 
 def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction):
     """The loss, and the softmax and log-softmax its gradients need: computed once, in the forward pass."""
-    log_p = z - z.max(axis=axis, keepdims=True)
-    p = np.exp(log_p)
+    log_p, p = _shifted_exp(z, axis)
     total = p.sum(axis=axis, keepdims=True)
     log_p -= np.log(total)
     p /= total
-    return _reduce((t * log_p).sum(axis=axis), reduction, -1 / math.log(base)), (p, log_p)
+    return _cross_entropy_of_log(log_p, t, base, axis, reduction), (p, log_p)
 
 
 register_op("softmax_cross_entropy", _softmax_cross_entropy,

@@ -53,7 +53,7 @@ def _matmul_shape(a, b):
 
 
 # The rules are lambdas that leave `out` unused, so the generated code can free the product early.
-register_op("matmul", lambda x, y: np.matmul(x, y),
+register_op("matmul", lambda x, y: x @ y,
             (lambda g, out, x, y: _matmul_vjp_x(g, x, y), lambda g, out, x, y: _matmul_vjp_y(g, x, y)),
             shape=_matmul_shape,
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
