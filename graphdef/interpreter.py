@@ -69,7 +69,7 @@ class FloatMath:
 
     @staticmethod
     def maximum(x, y):
-        return x if x >= y or x != x else y  # NaN propagates, as in numpy
+        return x if x >= y or x != x else float(y)  # NaN propagates, as in numpy; relu's 0 stays a float
 
     def __getattr__(self, name):
         return getattr(np, name)
@@ -154,9 +154,9 @@ class _Writer:
         shaped = set(re.findall(r"\b(v\d+)\.shape\b", "\n".join(self.lines)))
         lines, steps = [], []
         for text, step in zip(self.lines, self.line_steps):
-            lines.append(re.sub(r"\bv(\d+)\.shape\b", r"s\1", text))
+            lines.append(re.sub(r"\bv(\d+)\.shape\b", r"s\1", text) if ".shape" in text else text)
             steps.append(step)
-            made = re.match(r"    (v\d+)(?:, r\d+)? = ", text)
+            made = shaped and re.match(r"    (v\d+)(?:, r\d+)? = ", text)
             if made and made.group(1) in shaped:
                 lines.append(f"    s{made.group(1)[1:]} = {made.group(1)}.shape")
                 steps.append(step)

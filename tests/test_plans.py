@@ -38,10 +38,14 @@ def test_float_plan_agrees_with_numpy_plan(name, attrs):
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     domains = list(op.domain) + [REAL] * (op.arity - len(op.domain))
     feeds = {f"x{i}": float(rng.uniform(lo, hi)) for i, (lo, hi) in enumerate(domains)}
+    if name == "relu":
+        feeds["x0"] = -abs(feeds["x0"])  # the branch where max(x, 0) is the literal 0
     (values, grads), (values1, grads1) = by_both_plans(one_op_model(name, op.arity, attrs), feeds)
     np.testing.assert_allclose(values["out"], values1["out"], rtol=1e-12)
+    assert values["out"].dtype == values1["out"].dtype == np.float64
     for k in feeds:
         np.testing.assert_allclose(grads[k], grads1[k], rtol=1e-12, err_msg=k)
+        assert grads[k].dtype == grads1[k].dtype == np.float64, k
 
 
 @pytest.mark.parametrize("name, at", [("log", 0.0), ("log", -1.0), ("sqrt", -1.0), ("exp", 1000.0),
