@@ -146,8 +146,8 @@ def mlp_yaml(sizes, dtype) -> str:
             "outputs: [loss]\nloss: loss\n")
 
 
-def mlp_reference_step(params: dict, x, y, lr: float, n_layers: int) -> tuple[dict, np.ndarray]:
-    """One SGD step of a ReLU MLP with softmax cross-entropy (mean over the batch), by hand: (gradients, logits)."""
+def mlp_reference_grads(params: dict, x, y, n_layers: int) -> tuple[dict, np.ndarray]:
+    """Loss and gradients of a ReLU MLP with softmax cross-entropy (mean over the batch), by hand: (them, logits)."""
     acts, pre = [x], []
     for i in range(1, n_layers + 1):
         z = acts[-1] @ params[f"W{i}"] + params[f"b{i}"]
@@ -157,18 +157,22 @@ def mlp_reference_step(params: dict, x, y, lr: float, n_layers: int) -> tuple[di
     shifted = z - z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     total = e.sum(axis=1, keepdims=True)
-    loss = -np.mean(np.sum(y * (shifted - np.log(total)), axis=1))  # reported by every training step
+    grads = {"loss": -np.mean(np.sum(y * (shifted - np.log(total)), axis=1))}  # reported by every training step
     g = (e / total - y) / len(x)
-    grads = {}
     for i in range(n_layers, 0, -1):
         grads[f"W{i}"] = acts[i - 1].T @ g
         grads[f"b{i}"] = g.sum(axis=0)
         if i > 1:
             g = (g @ params[f"W{i}"].T) * (pre[i - 2] > 0)
-    for k, gk in grads.items():
-        params[k] -= lr * gk
-    grads["loss"] = loss
     return grads, z
+
+
+def mlp_reference_step(params: dict, x, y, lr: float, n_layers: int) -> dict:
+    """One SGD step of that MLP, by hand; returns the loss and gradients."""
+    grads, _ = mlp_reference_grads(params, x, y, n_layers)
+    for k, p in params.items():
+        p -= lr * grads[k]
+    return grads
 
 
 def mlp_workload(label, sizes, batch, dtype, target, quick, number, memory_target=None) -> dict:
@@ -188,7 +192,7 @@ def mlp_workload(label, sizes, batch, dtype, target, quick, number, memory_targe
         return {**grads, "loss": values["loss"]}
 
     def theirs():
-        return mlp_reference_step(reference, x, y, 1e-3, n_layers)[0]
+        return mlp_reference_step(reference, x, y, 1e-3, n_layers)
 
     agree(label, ours(), theirs(), 1e-4 if dtype == "float32" else 1e-10)
     fns = {"graphdef": ours, "numpy": theirs}
@@ -303,48 +307,59 @@ def scaling(quick: bool) -> list:
 # -- training: graphdef train against a numpy loop over the same batches ---------------------
 
 def training(quick: bool) -> list:
-    """Epoch times (training batches and validation) of graphdef train and of a numpy loop, turn by turn.
+    """Epoch times (training batches and validation) of `graphdef train models/digits.yaml`, with the model's
+    own settings (Adam, batch 32), and of a numpy loop over the same batches, turn by turn.
 
     A second row gives graphdef's whole wall time per epoch, checkpoint and metrics files
     included: the time between the first batches of consecutive epochs.
     """
-    epochs = 3 if quick else 6
+    epochs = 3  # the first is a warm-up; many short turns keep the two sides' samples close in time
     samples, walls = {"graphdef": [], "numpy": []}, []
     with tempfile.TemporaryDirectory() as tmp:
-        for turn in range(2 if quick else 3):
+        for turn in range(4 if quick else 10):
             first_batches = {}
 
             def note(run):  # called after every batch; returns None: go on
                 first_batches.setdefault(run.epoch, time.perf_counter())
             history = graphdef.train(ROOT / "models/digits.yaml", run_dir=Path(tmp) / f"r{turn}", epochs=epochs,
-                                     optimizer="sgd", lr=0.05, out=io.StringIO(), callback=note)
+                                     out=io.StringIO(), callback=note)
             times = [first_batches[e] for e in sorted(first_batches)]
             walls += [b - a for a, b in zip(times[1:], times[2:])]
             samples["graphdef"] += [row["seconds"] for row in history[1:]]
             samples["numpy"] += _numpy_digits_epochs(history.model, epochs)
-    row = _row("training epoch, models/digits.yaml (sgd, batch 32)", samples, 1.3)
+    row = _row("training epoch, models/digits.yaml (adam, batch 32)", samples, 1.3)
     whole = {"workload": "   the same, wall time with checkpoint and metrics files",
              "graphdef": statistics.median(walls), "ratio": None, "target": None, "ok": True, "unit": "s"}
     return [row, whole]
 
 
 def _numpy_digits_epochs(model, epochs) -> list:
+    """Seconds per epoch (after the first) of the digits model trained by hand: the same batches, Adam, validation."""
     from graphdef.training.datasets import digits
     from graphdef.training.loop import split
+    settings = model.doc["training"]
+    lr, batch, seed = settings["optimizer"]["lr"], settings["batch_size"], settings["seed"]
     data = digits()
     x, y = data["x"], np.eye(10)[data["y"]]
-    val, train_rows = split(len(x), 0, 0.2)
+    val, train_rows = split(len(x), seed, settings["validation_split"])
     params = {"W1": model.parameters["logits/layer1/W"].copy(), "b1": model.parameters["logits/layer1/b"].copy(),
               "W2": model.parameters["logits/layer2/W"].copy(), "b2": model.parameters["logits/layer2/b"].copy()}
-    out = []
+    moments = {k: (np.zeros_like(p), np.zeros_like(p)) for k, p in params.items()}
+    out, t = [], 0
     for epoch in range(epochs):
         start = time.perf_counter()
-        order = train_rows[np.random.default_rng([0, epoch]).permutation(len(train_rows))]
+        order = train_rows[np.random.default_rng([seed, epoch]).permutation(len(train_rows))]
         correct = 0
-        for b in range(0, len(order), 32):
-            rows = order[b:b + 32]
-            _, z = mlp_reference_step(params, x[rows], y[rows], 0.05, 2)
+        for b in range(0, len(order), batch):
+            rows = order[b:b + batch]
+            grads, z = mlp_reference_grads(params, x[rows], y[rows], 2)
             correct += int(np.sum(z.argmax(1) == y[rows].argmax(1)))
+            t += 1
+            for k, p in params.items():  # Adam, as in Kingma & Ba (2015)
+                m, v = moments[k]
+                m[...] = 0.9 * m + 0.1 * grads[k]
+                v[...] = 0.999 * v + 0.001 * grads[k] ** 2
+                p -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
         z = np.maximum(x[val] @ params["W1"] + params["b1"], 0) @ params["W2"] + params["b2"]
         log_p = z - z.max(1, keepdims=True)
         log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))

@@ -40,7 +40,10 @@ def _adam(p, g, slot, lr, t, *, beta1, beta2, eps, weight_decay, decoupled=False
     m += (1 - beta1) * g
     v *= beta2
     v += (1 - beta2) * g * g
-    p -= lr * (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + eps)
+    denom = np.sqrt(v)  # bias corrections folded into scalars, as PyTorch does: two array operations fewer
+    denom /= math.sqrt(1 - beta2 ** t)
+    denom += eps
+    p -= (lr / (1 - beta1 ** t)) * m / denom
 
 
 RULES = {"sgd": _sgd, "momentum": _sgd, "nesterov": _sgd, "adam": _adam,
@@ -67,7 +70,10 @@ class Optimizer:
             self.rule(p, grads[name], slot, lr, t)
 
     def _slot(self, name: str, like: np.ndarray, slot: str) -> np.ndarray:
-        return self.state.setdefault(f"{name}/{slot}", np.zeros_like(like))
+        key = f"{name}/{slot}"
+        if key not in self.state:  # (not setdefault: that would make a zeros array on every step)
+            self.state[key] = np.zeros_like(like)
+        return self.state[key]
 
 
 def scheduled_lr(base: float, epoch: int, epochs: int, schedule: dict) -> float:
