@@ -46,12 +46,17 @@ def per_call(fn, number: int) -> float:
 
 
 def interleaved(fns: dict, repeats: int, number: int) -> dict:
-    """Seconds per call of each function in each turn; turns interleave them so that machine noise hits all alike."""
+    """Seconds per call of each function in each turn; turns interleave them so that machine noise hits all alike.
+
+    The first two (graphdef and numpy) swap places every turn and the others (PyTorch) run
+    last, so each of the two follows PyTorch equally often: its threads keep spinning for a
+    while after it returns, which slows whatever runs next.
+    """
     for fn in fns.values():
         fn()  # warm up: compile plans, fill caches
     samples, names = {name: [] for name in fns}, list(fns)
     for turn in range(repeats):
-        for name in names[turn % len(names):] + names[:turn % len(names)]:  # rotate who follows whom
+        for name in (names[:2] if turn % 2 == 0 else names[1::-1]) + names[2:]:
             samples[name].append(per_call(fns[name], number))
     return samples
 
