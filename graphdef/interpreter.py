@@ -88,9 +88,9 @@ class Compiled:
         exec(compile(self.source, self.filename, "exec"), namespace)
         self.function = namespace[name]
 
-    def __call__(self, *args):
+    def __call__(self, env: dict):
         try:
-            return self.function(*args)
+            return self.function(env)
         except CAUGHT as e:
             tb, step = e.__traceback__, None
             while tb is not None:

@@ -147,13 +147,14 @@ class Model:
         `floats`: every value is a scalar, computed on Python floats.
         """
         key = ("backprop", of, tuple(wrt), frozenset(keep), tuple(outputs or ()), exact, floats)
-        if key not in self._plans:
+        plan = self._plans.get(key)
+        if plan is None:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
             returned = None if not outputs else {*outputs, of}
-            self._plans[key] = interpreter.compile_backprop(forward, steps, of, wrt, wanted, keep, self._scalars,
-                                                            self._shapes if exact else None, returned, floats)
-        return self._plans[key]
+            plan = self._plans[key] = interpreter.compile_backprop(
+                forward, steps, of, wrt, wanted, keep, self._scalars, self._shapes if exact else None, returned, floats)
+        return plan
 
     def _exact(self, env: dict) -> bool:
         """Whether every input in env has exactly its declared shape (then every value has its static shape)."""
@@ -242,7 +243,8 @@ class Model:
                 continue
             value, problem = self._array(name, inputs[name], shape)
             env[name] = value
-            problems += [problem] if problem else []
+            if problem:
+                problems.append(problem)
         if problems:
             raise GraphDefError(problems)
         return env
