@@ -6,8 +6,6 @@ After this the interpreter trusts the graph.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import io
 import math
@@ -24,6 +22,7 @@ from .initializers import initialize
 from .model import Model, topological_order
 from .ops import OPS
 from .ops.registry import REQUIRED, show_shape
+from .pause_gc import without_gc
 from .source import LIMITS, Limits, Source, parse, read_file
 
 DTYPES = ("float32", "float64")
@@ -41,7 +40,7 @@ def load(path, *, seed: int | None = None, dtype: str | None = None, allow_outsi
     `dtype` (float32, float64) overrides the model's. `limits` bounds what a file may ask
     for (size, values, nesting, vertices).
     """
-    with _without_gc():
+    with without_gc():
         return build(read_file(path, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
                      limits=limits)
 
@@ -49,21 +48,9 @@ def load(path, *, seed: int | None = None, dtype: str | None = None, allow_outsi
 def loads(text: str, *, seed: int | None = None, dtype: str | None = None, file: str | None = None,
           allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
     """Load and validate a model from YAML text (weights files are then relative to the working folder)."""
-    with _without_gc():
+    with without_gc():
         return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
                      limits=limits)
-
-
-@contextlib.contextmanager
-def _without_gc():
-    """Loading makes many small objects and no cycles worth collecting: pausing the cyclic GC halves its time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def build(source: Source, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,

@@ -12,6 +12,7 @@ from . import interpreter, paths, serialize
 from .errors import GraphDefError, Problem, did_you_mean
 from .interpreter import Step, StepError
 from .ops.registry import show_shape
+from .pause_gc import without_gc
 
 METHODS = ("reverse", "paths", "numeric")
 NUMERIC_EPS = 1e-6
@@ -122,7 +123,8 @@ class Model:
     def _forward_plan(self, outputs: tuple, floats: bool) -> interpreter.Compiled:
         key = ("forward", outputs, floats)
         if key not in self._plans:
-            self._plans[key] = interpreter.compile_forward(self._forward_steps(outputs), self._scalars, floats)
+            with without_gc():
+                self._plans[key] = interpreter.compile_forward(self._forward_steps(outputs), self._scalars, floats)
         return self._plans[key]
 
     def backprop(self, env: dict, of: str, wrt, keep=(), outputs=None) -> tuple[dict, dict]:
@@ -152,8 +154,10 @@ class Model:
             steps, wanted = self.backward_plan(of, tuple(wrt))
             forward = self._forward_steps(tuple(outputs) + (of,)) if outputs else self.steps
             returned = None if not outputs else {*outputs, of}
-            plan = self._plans[key] = interpreter.compile_backprop(
-                forward, steps, of, wrt, wanted, keep, self._scalars, self._shapes if exact else None, returned, floats)
+            with without_gc():
+                plan = self._plans[key] = interpreter.compile_backprop(
+                    forward, steps, of, wrt, wanted, keep, self._scalars, self._shapes if exact else None, returned,
+                    floats)
         return plan
 
     def _exact(self, env: dict) -> bool:
