@@ -122,10 +122,12 @@ class Model:
 
     def _forward_plan(self, outputs: tuple, floats: bool) -> interpreter.Compiled:
         key = ("forward", outputs, floats)
-        if key not in self._plans:
+        plan = self._plans.get(key)
+        if plan is None:
             with without_gc():
-                self._plans[key] = interpreter.compile_forward(self._forward_steps(outputs), self._scalars, floats)
-        return self._plans[key]
+                plan = self._plans[key] = interpreter.compile_forward(self._forward_steps(outputs), self._scalars,
+                                                                      floats)
+        return plan
 
     def backprop(self, env: dict, of: str, wrt, keep=(), outputs=None) -> tuple[dict, dict]:
         """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked).
