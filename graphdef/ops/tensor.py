@@ -66,8 +66,8 @@ register_op("matmul", lambda x, y: x @ y,
 def _unreduce(g, x, axis, keepdims):
     """Broadcast a reduction's output gradient back over the reduced axes."""
     if not keepdims:
-        g = np.expand_dims(g, _axes(axis, x.ndim))
-    return np.broadcast_to(g, x.shape)
+        g = np.expand_dims(g, _axes(axis, np.ndim(x)))
+    return np.broadcast_to(g, np.shape(x))  # (np.ndim, np.shape: x may be a Python float in a float plan)
 
 
 def _reduce_shape(shape, *, axis=None, keepdims=False):
