@@ -342,8 +342,11 @@ def _numpy_digits_epochs(model, epochs) -> list:
     """Seconds per epoch (after the first) of the digits model trained by hand: the same batches, Adam, validation."""
     from graphdef.training.datasets import digits
     from graphdef.training.loop import split
+    from graphdef.training.optimizers import DEFAULTS
     settings = model.doc["training"]
-    lr, batch, seed = settings["optimizer"]["lr"], settings["batch_size"], settings["seed"]
+    adam = {**DEFAULTS["adam"], **settings["optimizer"]}  # digits.yaml trains with Adam
+    lr, b1, b2, eps = adam["lr"], adam["beta1"], adam["beta2"], adam["eps"]
+    batch, seed = settings["batch_size"], settings["seed"]
     data = digits()
     x, y = data["x"], np.eye(10)[data["y"]]
     val, train_rows = split(len(x), seed, settings["validation_split"])
@@ -362,9 +365,9 @@ def _numpy_digits_epochs(model, epochs) -> list:
             t += 1
             for k, p in params.items():  # Adam, as in Kingma & Ba (2015)
                 m, v = moments[k]
-                m[...] = 0.9 * m + 0.1 * grads[k]
-                v[...] = 0.999 * v + 0.001 * grads[k] ** 2
-                p -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+                m[...] = b1 * m + (1 - b1) * grads[k]
+                v[...] = b2 * v + (1 - b2) * grads[k] ** 2
+                p -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
         z = np.maximum(x[val] @ params["W1"] + params["b1"], 0) @ params["W2"] + params["b2"]
         log_p = z - z.max(1, keepdims=True)
         log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
