@@ -6,11 +6,11 @@
     model.gradients({"a": 3, "b": 5}, of="e")       # {'a': 6, 'b': 14}
 """
 from .errors import GraphDefError, Problem
-from .loader import load, loads
-from .model import Model
+from .format.loader import load, loads
+from .engine.model import Model
 from .ops import OPS, register_op
-from .source import Limits
-from . import plot
+from .format.source import Limits
+from .tools import plot
 from .training import evaluate, predict, train
 
 __all__ = ["GraphDefError", "Limits", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict",

@@ -1,4 +1,4 @@
 """`python -m graphdef` is the `graphdef` command."""
-from .cli import console
+from .tools.cli import console
 
 console()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from graphdef.cli import main
+from graphdef.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"

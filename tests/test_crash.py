@@ -13,7 +13,7 @@ from conftest import MODELS, ROOT
 from graphdef.training import checkpoint
 
 KILL_POINTS = 20
-COMMAND = "import sys; from graphdef.cli import main; sys.exit(main(sys.argv[1:]))"
+COMMAND = "import sys; from graphdef.tools.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def start(run, resume: bool):

@@ -8,8 +8,8 @@ import pytest
 
 import graphdef
 from conftest import MODELS
-from graphdef.draw import to_dot
-from graphdef.explain import cost, diamond, diamond_table
+from graphdef.tools.draw import to_dot
+from graphdef.tools.explain import cost, diamond, diamond_table
 
 LECTURE = MODELS / "lecture.yaml"
 AT = ["--at", "a=3", "--at", "b=5"]

@@ -173,7 +173,7 @@ nodes = st.one_of(node_values, st.dictionaries(
 @FUZZ
 @given(st.text("ab_1./- ", max_size=4), nodes)
 def test_the_fast_node_check_never_accepts_what_the_schema_refuses(name, node):
-    from graphdef.schema import _validator, plain_node
+    from graphdef.format.schema import _validator, plain_node
     if plain_node(name, node):
         doc = {"graphdef": 1, "name": "x", "nodes": {name: node}, "outputs": ["x"]}
         assert not list(_validator(None).iter_errors(doc))
@@ -192,7 +192,7 @@ near_plain = st.fixed_dictionaries(
 @FUZZ
 @given(st.sampled_from(["h1", "net/layer1", "1bad", "a b"]), near_plain)
 def test_the_fast_node_check_agrees_with_the_schema_near_its_boundary(name, node):
-    from graphdef.schema import _validator, plain_node
+    from graphdef.format.schema import _validator, plain_node
     doc = {"graphdef": 1, "name": "x", "nodes": {name: node}, "outputs": ["x"]}
     valid = not list(_validator(None).iter_errors(doc))
     assert not plain_node(name, node) or valid  # the fast check may send valid nodes on to jsonschema, never invalid ones

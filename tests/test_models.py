@@ -24,14 +24,14 @@ def test_lecture_gradient_is_6_14_by_every_method(method):
                                       ("lecture_network.yaml", NETWORK_AT)])
 def test_three_methods_agree(name, at):
     model = graphdef.load(MODELS / name)
-    reverse, paths, numeric = (model.gradients(at, method=m) for m in graphdef.model.METHODS)
+    reverse, paths, numeric = (model.gradients(at, method=m) for m in graphdef.engine.model.METHODS)
     for w in reverse:
         np.testing.assert_allclose(paths[w], reverse[w], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(numeric[w], reverse[w], rtol=1e-6, atol=1e-8)
 
 
 def test_chain_has_one_path_per_variable():
-    from graphdef.paths import count_paths
+    from graphdef.engine.paths import count_paths
     graph = graphdef.load(MODELS / "chain.yaml").graph
     assert count_paths(graph, "a", "f") == count_paths(graph, "b", "f") == 1
 

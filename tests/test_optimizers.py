@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from graphdef.initializers import INITIALIZERS, initialize
+from graphdef.format.initializers import INITIALIZERS, initialize
 from graphdef.training.optimizers import DEFAULTS, Optimizer, clip_by_norm, scheduled_lr
 
 torch = pytest.importorskip("torch")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import graphdef
-from graphdef.interpreter import StepError
+from graphdef.engine.compile import StepError
 from graphdef.ops import OPS
 from graphdef.ops.registry import REAL
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import MODELS, ROOT
-from graphdef.schema import schema, schema_text
+from graphdef.format.schema import schema, schema_text
 
 
 def walk_properties(node, path="#"):

@@ -186,7 +186,7 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 
 
 def run_training_process(run_dir, *extra):
-    code = "import sys; from graphdef.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from graphdef.tools.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, "train", str(MODELS / "spirals.yaml"), "-o", str(run_dir),
                              "--epochs", "400", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

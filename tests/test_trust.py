@@ -154,7 +154,7 @@ def test_dtype_flag(cli):
 
 def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
-    code = "import sys; from graphdef.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from graphdef.tools.cli import main; sys.exit(main(sys.argv[1:]))"
     first = subprocess.Popen([sys.executable, "-c", code, "train", str(MODELS / "spirals.yaml"), "-o", str(run),
                               "--epochs", "500"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:

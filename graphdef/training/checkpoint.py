@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GraphDefError, Problem
-from ..serialize import atomic_write, npz_bytes
+from ..format.serialize import atomic_write, npz_bytes
 
 FOLDER = "checkpoints"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import read_arrays
+from ..format.data import read_arrays
 from ..errors import GraphDefError, did_you_mean
 from .datasets import BUILTIN
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import plot, serialize
+from ..tools import plot
+from ..format import serialize
 from ..errors import GraphDefError, Problem
-from ..loader import build, load
-from ..source import Source
+from ..format.loader import build, load
+from ..format.source import Source
 from . import checkpoint
 from .config import TrainConfig, resolve
 from .feed import feed, read_source

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from .paths import PATH_LIMIT, all_paths, edge_derivatives, path_stats
+from ..engine.paths import PATH_LIMIT, all_paths, edge_derivatives, path_stats
 
 MAX_TERMS = 12  # terms shown per sum; the rest are counted
 
@@ -98,7 +98,7 @@ def diamond(depth: int) -> str:
 
 def diamond_table(max_depth: int) -> list[tuple[int, Cost]]:
     """(depth, cost of ∂x_depth/∂x0) for depths 1..max_depth: paths double, the sweep grows linearly."""
-    from .loader import loads
+    from ..format.loader import loads
     return [(d, cost(loads(diamond(d)), f"x{d}", ["x0"])) for d in range(1, max_depth + 1)]
 
 

@@ -8,8 +8,8 @@ import csv
 import io
 from pathlib import Path
 
-from .errors import GraphDefError, Problem
-from .serialize import atomic_write
+from ..errors import GraphDefError, Problem
+from ..format.serialize import atomic_write
 
 CURVES = "curves.png"
 

@@ -16,13 +16,13 @@ import networkx as nx
 import numpy as np
 
 from . import schema
-from .errors import GraphDefError, Problem, did_you_mean
+from ..errors import GraphDefError, Problem, did_you_mean
 from .functions import expand
 from .initializers import initialize
-from .model import Model, topological_order
-from .ops import OPS
-from .ops.registry import REQUIRED, show_shape
-from .pause_gc import without_gc
+from ..engine.model import Model, topological_order
+from ..ops import OPS
+from ..ops.registry import REQUIRED, show_shape
+from ..pause_gc import without_gc
 from .source import LIMITS, Limits, Source, parse, read_file
 
 DTYPES = ("float32", "float64")

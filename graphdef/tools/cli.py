@@ -15,19 +15,20 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import draw, evaluate, load, predict, train
-from .functions import standard_library
-from .ops.registry import show_shape
+from . import draw
+from .. import evaluate, load, predict, train
+from ..format.functions import standard_library
+from ..ops.registry import show_shape
 from .explain import cost, diamond_table, explain_paths, explain_sweep
 from .plot import plot_run
-from .data import read_arrays
-from .errors import GraphDefError
-from .model import METHODS
-from .ops import OPS
-from .schema import schema_text
-from .serialize import atomic_write, save
-from .source import Limits
-from .training.optimizers import DEFAULTS as OPTIMIZERS
+from ..format.data import read_arrays
+from ..errors import GraphDefError
+from ..engine.model import METHODS
+from ..ops import OPS
+from ..format.schema import schema_text
+from ..format.serialize import atomic_write, save
+from ..format.source import Limits
+from ..training.optimizers import DEFAULTS as OPTIMIZERS
 
 
 class UsageError(Exception):

@@ -12,11 +12,11 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
-from .errors import GraphDefError, Problem
+from ..errors import GraphDefError, Problem
 from .explain import format_number
-from .ops.registry import show_shape
-from .paths import edge_derivatives
-from .serialize import atomic_write
+from ..ops.registry import show_shape
+from ..engine.paths import edge_derivatives
+from ..format.serialize import atomic_write
 
 FORMATS = ("svg", "png", "pdf", "dot")
 MAX_NODES = 150

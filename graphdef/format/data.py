@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphDefError, Problem
+from ..errors import GraphDefError, Problem
 
 SUFFIXES = (".npz", ".json", ".csv")
 

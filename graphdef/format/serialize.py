@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .errors import GraphDefError, Problem
+from ..errors import GraphDefError, Problem
 from .schema import schema
 
 WEIGHTS_FILE = "weights.npz"

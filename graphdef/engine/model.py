@@ -8,11 +8,12 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from . import interpreter, paths, serialize
-from .errors import GraphDefError, Problem, did_you_mean
-from .interpreter import Step, StepError
-from .ops.registry import show_shape
-from .pause_gc import without_gc
+from . import compile as interpreter, paths
+from ..format import serialize
+from ..errors import GraphDefError, Problem, did_you_mean
+from .compile import Step, StepError
+from ..ops.registry import show_shape
+from ..pause_gc import without_gc
 
 METHODS = ("reverse", "paths", "numeric")
 NUMERIC_EPS = 1e-6

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import GraphDefError, Problem
+from ..errors import GraphDefError, Problem
 
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 5x faster
 C_SAFE_DEPTH = 1000  # libyaml's composer recurses in C: deeper documents go to the pure-Python one, which stops cleanly

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import schema
-from .errors import GraphDefError, did_you_mean
+from ..errors import GraphDefError, did_you_mean
 from .initializers import ALIASES, INITIALIZERS
-from .ops import OPS
-from .ops.registry import _accepts
+from ..ops import OPS
+from ..ops.registry import _accepts
 from .source import Source, parse, read_file
 
 ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "ints": list[int],
@@ -71,7 +71,7 @@ PYTHON_FUNCTIONS = {
 @functools.cache
 def standard_library() -> dict:
     """The functions every model may call: graphdef/stdlib.yaml and the ones built in Python."""
-    path = resources.files("graphdef") / "stdlib.yaml"
+    path = resources.files("graphdef.format") / "stdlib.yaml"
     found = _defined(parse(path.read_text(encoding="utf-8"), str(path)), {}, [])
     return {**found, **PYTHON_FUNCTIONS}
 

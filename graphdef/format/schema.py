@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 
-from .errors import Problem, did_you_mean
+from ..errors import Problem, did_you_mean
 from .source import Source
 
 SCHEMA_NAME = "graphdef-1.schema.json"
@@ -20,7 +20,7 @@ def schema_text() -> str:
     packaged = resources.files("graphdef") / "schemas" / SCHEMA_NAME
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_NAME).read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_NAME).read_text(encoding="utf-8")
 
 
 @functools.cache

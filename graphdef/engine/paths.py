@@ -9,7 +9,7 @@ import math
 import networkx as nx
 import numpy as np
 
-from .errors import GraphDefError
+from ..errors import GraphDefError
 
 PATH_LIMIT = 100_000
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ops import Op, broadcast_shape, unbroadcast
+from ..ops import Op, broadcast_shape, unbroadcast
 
 CAUGHT = (ValueError, TypeError, ArithmeticError, IndexError, AttributeError)
 _serial = itertools.count()

@@ -1,0 +1,1 @@
+"""Tools over the Python API: the command line, drawings, explanations, curves, ONNX."""
