@@ -10,7 +10,7 @@ from .format.loader import load, loads
 from .engine.model import Model
 from .ops import OPS, register_op
 from .format.source import Limits
-from .tools import plot
+from .training import plot
 from .training import evaluate, predict, train
 
 __all__ = ["GraphDefError", "Limits", "Model", "OPS", "Problem", "evaluate", "load", "loads", "predict",

@@ -32,7 +32,7 @@ def test_graph_vertices_carry_their_kind():
     model = graphdef.load("models/lecture.yaml")
     kinds = dict(model.graph.nodes(data="kind"))
     assert kinds == {"a": "input", "b": "input", "c": "node", "d": "node", "e": "node", "d[1]": "literal"}
-    assert model.graph.nodes["d"]["op"].name == "add"
+    assert model.graph.vertices["d"].op.name == "add"
 
 
 def test_loads_equals_load():

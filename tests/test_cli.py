@@ -34,7 +34,7 @@ def test_run_prints_outputs(cli):
     code, out, _ = cli("run", MODELS / "mlp.yaml", "--at", "x=[[1, 0.5], [0, 1]]", "--at", "y=[[1, 0], [0, 1]]",
                        "--json")
     outputs = json.loads(out)["outputs"]
-    assert np.array(outputs["probs"]).shape == (2, 2) and isinstance(outputs["E"], float)
+    assert np.array(outputs["probs"]).shape == (2, 2) and np.array(outputs["E"]).shape == (2,)  # a loss per sample
 
 
 def test_inputs_from_npz_and_json_with_at_overriding(cli, tmp_path):

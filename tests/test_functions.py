@@ -19,7 +19,7 @@ def test_mlp_layers_equals_mlp_for_the_same_weights():
     at = {"x": [[1.0, 0.5], [-1.0, 2.0]], "y": [[1.0, 0.0], [0.0, 1.0]]}
     v1, g1 = tensor.value_and_gradients(at)
     v2, g2 = layered.value_and_gradients(at)
-    assert float(v2["E"]) == pytest.approx(float(v1["E"]), rel=1e-14)
+    np.testing.assert_allclose(v2["E"], v1["E"], rtol=1e-14)  # one loss per sample
     for mine, theirs in same.items():
         np.testing.assert_allclose(g2[mine], g1[theirs], rtol=1e-13)
     np.testing.assert_allclose(g2["x"], g1["x"], rtol=1e-13)
@@ -59,7 +59,7 @@ def test_nested_calls_and_call_membership():
     model = graphdef.loads(HEAD + "nodes:\n  net: {op: mlp, inputs: [x], sizes: [3, 5, 4, 2]}\noutputs: [net]\n")
     assert list(model.parameters) == [f"net/layer{i}/{p}" for i in (1, 2, 3) for p in "Wb"]
     assert model.graph.nodes["net/layer2/W"]["call"] == "net/layer2"
-    assert model.graph.nodes["net"]["op"].name == "identity" and model.graph.nodes["net"]["call"] == "net/layer3"
+    assert model.graph.vertices["net"].op.name == "identity" and model.graph.nodes["net"]["call"] == "net/layer3"
     assert model.forward({"x": np.ones((7, 3))})["net"].shape == (7, 2)
     assert {op.name for op in (s.op for s in model.steps)} <= set(graphdef.OPS)
 
@@ -82,7 +82,7 @@ outputs: [a, b]
 """)
     values = model.forward({"x": [1, 2, 3]})
     assert float(values["a"]) == 12 and float(values["b"]) == 60
-    assert model.graph.nodes["a/s"]["attrs"]["axis"] == -1
+    assert model.graph.vertices["a/s"].attrs["axis"] == -1
 
 
 def error_of(text, file=None):

@@ -154,7 +154,7 @@ def test_random_valid_graphs_agree_with_finite_differences(text, xs):
     feeds = {"x": np.array(xs[:3]), "y": np.array(xs[3:])}
     values = model.forward(feeds)
     assume(np.isfinite(values["total"]) and abs(float(values["total"])) < 1e6)
-    kinks = [values[s.args[0]] for s in model.steps if s.op.name in ("relu", "abs")]
+    kinks = [values[s.inputs[0]] for s in model.steps if s.op.name in ("relu", "abs")]
     assume(all(np.all(np.abs(v) > 1e-3) for v in kinks))  # finite differences straddle a kink at 0
     reverse = model.gradients(feeds)
     numeric = model.gradients(feeds, method="numeric")

@@ -14,8 +14,11 @@ def _dims(axis):
     return None if axis is None else (axis if isinstance(axis, int) else tuple(axis))
 
 
-def _reduce(per, reduction):
-    return per.mean() if reduction == "mean" else per.sum() if reduction == "sum" else per
+def _reduce(per, reduction, batch_dims):
+    dims = tuple(range(batch_dims, per.ndim))
+    if reduction == "none" or not dims and batch_dims:
+        return per
+    return per.mean(dim=dims) if reduction == "mean" else per.sum(dim=dims)
 
 
 TORCH = {
@@ -30,10 +33,10 @@ TORCH = {
     "reshape": lambda x, shape: x.reshape(shape),
     "softmax": lambda x, axis: torch.softmax(x, dim=axis),
     "log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
-    "cross_entropy": lambda p, t, base, axis, reduction:
-        _reduce(-(t * torch.log(p)).sum(dim=axis) / math.log(base), reduction),
-    "softmax_cross_entropy": lambda z, t, base, axis, reduction:
-        _reduce(-(t * torch.log_softmax(z, dim=axis)).sum(dim=axis) / math.log(base), reduction),
+    "cross_entropy": lambda p, t, base, axis, reduction, batch_dims:
+        _reduce(-(t * torch.log(p)).sum(dim=axis) / math.log(base), reduction, batch_dims),
+    "softmax_cross_entropy": lambda z, t, base, axis, reduction, batch_dims:
+        _reduce(-(t * torch.log_softmax(z, dim=axis)).sum(dim=axis) / math.log(base), reduction, batch_dims),
 }
 
 UNARY = ["exp", "neg", "relu", "sigmoid", "tanh", "square", "abs", "identity", "log", "sqrt", "reciprocal"]
@@ -77,16 +80,23 @@ def random_model(rng, n_nodes=12):
             + "\n".join(lines) + f"\noutputs: [n{count}]\nloss: n{count}\n")
 
 
-def torch_gradients(model, feeds):
-    env = {k: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for k, v in feeds.items()}
-    leaves = dict(env)
-    for name, value in model.constants.items():
-        env[name] = torch.tensor(value)
-    for step in model.steps:
-        env[step.name] = TORCH[step.op.name](*[env[a] for a in step.args], **step.attrs)
-    loss = env[model.loss]
-    loss.backward()
-    return loss.item(), {k: np.zeros(v.shape) if v.grad is None else v.grad.numpy() for k, v in leaves.items()}
+def torch_gradients(model, feeds, batched=()):
+    """(loss, gradients of its sum) by PyTorch; inputs named in `batched` are mapped over with torch.vmap."""
+    leaves = {k: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for k, v in feeds.items()}
+    names = list(leaves)
+
+    def per_sample(*values):
+        env = dict(zip(names, values))
+        env.update({name: torch.tensor(value) for name, value in model.constants.items()})
+        for step in model.steps:
+            env[step.name] = TORCH[step.op.name](*[env[a] for a in step.inputs], **step.attrs)
+        return env[model.loss]
+
+    run = torch.vmap(per_sample, in_dims=tuple(0 if n in batched else None for n in names)) if batched else per_sample
+    loss = run(*leaves.values())
+    loss.sum().backward()
+    return loss.detach().numpy(), {k: np.zeros(v.shape) if v.grad is None else v.grad.numpy()
+                                   for k, v in leaves.items()}
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -108,7 +118,8 @@ def test_models_match_pytorch(name):
     feeds = ({"x": [[1.0, 0.5], [-1.0, 2.0]], "y": [[1.0, 0.0], [0.0, 1.0]]} if name == "mlp.yaml"
              else {"x1": 1.0, "x2": 0.5, "y1": 1.0, "y2": 0.0})
     values, grads = model.value_and_gradients(feeds)
-    expected_loss, expected = torch_gradients(model, {**feeds, **model.parameters})
-    assert float(values["E"]) == pytest.approx(expected_loss, rel=1e-12)
+    batched = ["x", "y"] if name == "mlp.yaml" else []
+    expected_loss, expected = torch_gradients(model, {**feeds, **model.parameters}, batched)
+    np.testing.assert_allclose(values["E"], expected_loss, rtol=1e-12)
     for k, g in expected.items():
         np.testing.assert_allclose(grads[k], g, rtol=1e-10, atol=1e-12, err_msg=k)

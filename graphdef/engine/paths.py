@@ -10,24 +10,25 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphDefError
+from .lift import vjp
 
 PATH_LIMIT = 100_000
 
 
 def edge_derivatives(steps, env: dict, wanted) -> dict:
-    """Local partial ∂v/∂u for every edge (u, v, argument position) of a scalar graph."""
+    """Local partial ∂v/∂u for every edge (u, v, argument position) of a scalar graph: the
+    reference interpreter's vector-Jacobian product with a seed of one."""
     local = {}
     for step in steps:
         out = env[step.name]
-        values = [env[a] for a in step.args]
-        for name, value in [(step.name, out)] + list(zip(step.args, values)):
+        values = [env[a] for a in step.inputs]
+        for name, value in [(step.name, out)] + list(zip(step.inputs, values)):
             if name in wanted and np.size(value) != 1:
                 raise GraphDefError(f"the paths method needs scalar vertices; '{name}' has shape "
                                     f"{list(np.shape(value))} (use method reverse or numeric)")
-        for i, (arg, rule) in enumerate(zip(step.args, step.op.backward)):
+        for i, (arg, rule) in enumerate(zip(step.inputs, step.op.backward)):
             if arg in wanted and rule is not None:
-                saved = step.op.saved(out, *values, **step.attrs)
-                local[(arg, step.name, i)] = float(np.sum(rule(np.ones_like(out), saved, *values, **step.attrs)))
+                local[(arg, step.name, i)] = float(np.sum(vjp(step, None, i, np.ones_like(out), out, values)))
     return local
 
 

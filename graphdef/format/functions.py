@@ -21,7 +21,7 @@ from . import schema
 from ..errors import GraphDefError, did_you_mean
 from .initializers import ALIASES, INITIALIZERS
 from ..ops import OPS
-from ..ops.registry import _accepts
+from ..ops.registry import accepts
 from .source import Source, parse, read_file
 
 ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "ints": list[int],
@@ -228,7 +228,7 @@ class _Expander:
                 self.error((source, path + (key,)), f"function '{fn.name}' has no attribute '{key}'",
                            did_you_mean(key, fn.attributes) or f"its attributes: {', '.join(fn.attributes) or 'none'}",
                            chain)
-            elif not _accepts(ATTRIBUTE_TYPES[declared["type"]], value):
+            elif not accepts(ATTRIBUTE_TYPES[declared["type"]], value):
                 ok = False
                 self.error((source, path + (key,)), f"attribute '{key}' of function '{fn.name}' must be "
                            f"{declared['type']}, got {value!r}", chain=chain)

@@ -11,6 +11,7 @@ import io
 import math
 import zipfile
 from pathlib import Path
+from types import MappingProxyType
 
 import networkx as nx
 import numpy as np
@@ -19,7 +20,8 @@ from . import schema
 from ..errors import GraphDefError, Problem, did_you_mean
 from .functions import expand
 from .initializers import initialize
-from ..engine.model import Model, topological_order
+from ..engine.graph import Graph, Vertex, topological_order
+from ..engine.model import Model
 from ..ops import OPS
 from ..ops.registry import REQUIRED, show_shape
 from ..pause_gc import without_gc
@@ -51,6 +53,15 @@ def loads(text: str, *, seed: int | None = None, dtype: str | None = None, file:
     with without_gc():
         return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
                      limits=limits)
+
+
+def from_document(doc: dict, *, file: str | None = None, **options) -> Model:
+    """Load and validate a model from its document (parsed YAML, or built in Python: ONNX import, resume).
+
+    `file` names where relative paths (weights, includes) start from; the options are load's.
+    """
+    with without_gc():
+        return build(Source(doc, file), **options)
 
 
 def build(source: Source, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,
@@ -99,7 +110,13 @@ class _Loader:
             self._infer_shapes()
         if self.problems:
             raise GraphDefError(sorted(self.problems, key=lambda p: (p.line or 0, p.column or 0)))
-        return Model(self.graph, doc, self.source)
+        return Model(self._frozen(), doc, self.source)
+
+    def _frozen(self) -> Graph:
+        """The checked graph as records: nothing after the loader changes it."""
+        return Graph(Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
+                            MappingProxyType(v.get("attrs", {})), v.get("value"), v.get("line"), v.get("call"))
+                     for n, v in self.graph.nodes(data=True))
 
     # -- vertices -------------------------------------------------------------
 
@@ -117,7 +134,7 @@ class _Loader:
 
     def _input(self, name, spec):
         shape = spec.get("shape")
-        return {"shape": None if shape is None else tuple(shape), "declared": shape is not None}
+        return {"shape": None if shape is None else tuple(shape)}
 
     def _parameter(self, name, spec):
         path = ("parameters", name)

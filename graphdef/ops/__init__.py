@@ -1,5 +1,6 @@
 """Op rules. Importing this package registers every built-in op in OPS."""
 from . import elementwise, nn, tensor  # noqa: F401  (each module registers its ops)
-from .registry import OPS, Attr, Op, ShapeError, broadcast_shape, ex, register_op, unbroadcast
+from .batching import Lift
+from .registry import OPS, Attr, Expr, Op, ShapeError, broadcast_shape, ex, register_op, unbroadcast
 
-__all__ = ["OPS", "Attr", "Op", "ShapeError", "broadcast_shape", "ex", "register_op", "unbroadcast"]
+__all__ = ["OPS", "Attr", "Expr", "Lift", "Op", "ShapeError", "broadcast_shape", "ex", "register_op", "unbroadcast"]

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from .batching import along_axis, losses
 from .registry import PROBABILITY, REAL, broadcast_shape, ex, register_op
 from .tensor import _axes
 
@@ -37,88 +38,106 @@ def _log_softmax(x, *, axis: int = -1):
 
 SOFTMAX_EXAMPLES = [ex((4,)), ex((2, 3)), ex((2, 3), axis=0)]
 
-register_op("softmax", _softmax,
-            lambda g, out, x, *, axis: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
-            shape=_axis_shape, examples=SOFTMAX_EXAMPLES)
+register_op("softmax", _softmax, "out * (g - np.sum(g * out, axis=axis, keepdims=True))",
+            shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
+            onnx=lambda e, i, o, a: e.node("Softmax", i, o, axis=a["axis"]))
 
-register_op("log_softmax", _log_softmax,
-            lambda g, out, x, *, axis: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
-            shape=_axis_shape, examples=SOFTMAX_EXAMPLES)
+register_op("log_softmax", _log_softmax, "g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)",
+            shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
+            onnx=lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]))
 
 
-# -- losses: per-sample sums over the class axis, then reduced over samples ----
+# -- losses: sums over the class axis, then reduced over the other axes ----------
+# `batch_dims` leading axes are kept out of the reduction: each is its own loss. The
+# batching rule adds one for the batch axis, so a per-sample loss gives one value per sample.
 
-def _reduce(per_sample, reduction, scale):
-    """scale × the per-sample losses, reduced over samples (scaled after reducing: one op less on a batch)."""
+def _reduce(losses, reduction, scale, batch_dims):
+    """scale × the losses, reduced over all but the first batch_dims axes (scaled after reducing: one op less)."""
     if reduction == "none":
-        return per_sample * scale
-    total = per_sample.sum() * scale  # sum / size: numpy's mean() costs twice as much on a batch
-    return total / max(per_sample.size, 1) if reduction == "mean" else total
+        return losses * scale
+    axes = tuple(range(batch_dims, losses.ndim))
+    total = losses.sum(axis=axes) * scale if batch_dims else losses.sum() * scale  # sum / size beats mean()
+    return total / max(math.prod(losses.shape[batch_dims:]), 1) if reduction == "mean" else total
 
 
-def _per_sample_grad(g, p, t, axis, reduction, scale):
-    """scale × ∂L/∂(per-sample loss), shaped to broadcast against the class axis."""
+def _loss_grad(g, p, t, axis, reduction, scale, batch_dims):
+    """scale × ∂L/∂(each loss term), shaped to broadcast against the class axis."""
     if reduction == "none":
         return np.expand_dims(g * scale, axis)
     if reduction == "mean":
         shape = p.shape if p.shape == t.shape else np.broadcast_shapes(p.shape, t.shape)
-        scale = scale / max(math.prod(shape) // shape[axis], 1)
+        scale = scale / max(math.prod(shape[batch_dims:]) // shape[axis], 1)
+    if batch_dims:  # g has one value per kept axis: line it up with the class axis and the reduced ones
+        g = np.reshape(g, np.shape(g) + (1,) * (len(p.shape if p.ndim >= t.ndim else t.shape) - batch_dims))
     return g * scale
 
 
-def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean"):
+def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean", batch_dims=0):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got '{reduction}'")
     if base <= 0 or base == 1:
         raise ValueError(f"base must be positive and not 1, got {base}")
     shape = broadcast_shape(p, t)
     if shape is None:
-        return None if reduction == "none" else ()
+        return None
     (axis,) = _axes(axis, len(shape))
-    return shape[:axis] + shape[axis + 1:] if reduction == "none" else ()
+    if not 0 <= batch_dims <= axis:
+        raise ValueError(f"batch_dims must be between 0 and the class axis ({axis}), got {batch_dims}")
+    return shape[:axis] + shape[axis + 1:] if reduction == "none" else shape[:batch_dims]
 
 
-def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
-    """−Σ t·log_base(p) over axis per sample, then mean (or sum, or none) over samples."""
-    return _cross_entropy_of_log(np.log(p), t, base, axis, reduction)
+LOSS_EXAMPLES = [ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
+                 ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none"),
+                 ex((2, 4, 3), (2, 4, 3), batch_dims=1), ex((2, 3), (3,), batch_dims=1, reduction="sum")]
 
 
-def _cross_entropy_of_log(log_p, t, base, axis, reduction):
-    return _reduce((t * log_p).sum(axis=axis), reduction, -1 / math.log(base))
+def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean", batch_dims: int = 0):
+    """−Σ t·log_base(p) over axis, then mean (or sum, or none) over the other axes but the first batch_dims."""
+    return _cross_entropy_of_log(np.log(p), t, base, axis, reduction, batch_dims)
+
+
+def _cross_entropy_of_log(log_p, t, base, axis, reduction, batch_dims):
+    return _reduce((t * log_p).sum(axis=axis), reduction, -1 / math.log(base), batch_dims)
+
+
+def onnx_loss(e, logp: str, t: str, out: str, a: dict) -> str:
+    """−Σ t·logp over the class axis, reduced over the axes after batch_dims, as ONNX nodes."""
+    per = e.reduce("ReduceSum", e.node("Mul", [t, logp]), a["axis"], False)
+    per = e.node("Div", [per, e.const(-math.log(a["base"]))])
+    axes = tuple(range(a["batch_dims"], max(e.ranks) - 1))  # e.ranks: the ranks of this node's inputs
+    if a["reduction"] == "none" or a["batch_dims"] and not axes:
+        return e.node("Identity", [per], out)
+    return e.reduce("ReduceMean" if a["reduction"] == "mean" else "ReduceSum", per, axes if a["batch_dims"] else None,
+                    False, out)
 
 
 register_op("cross_entropy", _cross_entropy,
-            (lambda g, out, p, t, *, base, axis, reduction:
-                _per_sample_grad(g, p, t, axis, reduction, -1 / math.log(base)) * t / p,
-             lambda g, out, p, t, *, base, axis, reduction:
-                _per_sample_grad(g, p, t, axis, reduction, -1 / math.log(base)) * np.log(p)),
-            shape=_loss_shape,
-            examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
-                      ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
-            domain=[PROBABILITY, PROBABILITY])
+            ("_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * t / p",
+             "_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * np.log(p)"),
+            shape=_loss_shape, batch=losses, examples=LOSS_EXAMPLES, domain=[PROBABILITY, PROBABILITY],
+            fault="log of a zero probability: use softmax_cross_entropy on logits instead",
+            onnx=lambda e, i, o, a: onnx_loss(e, e.node("Log", [i[0]]), i[1], o, a))
 
 
-def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean"):
+def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean",
+                           batch_dims: int = 0):
     """cross_entropy(softmax(z), t) fused: stable for large logits, one cheap gradient."""
-    return _cross_entropy_of_log(_log_softmax(z, axis=axis), t, base, axis, reduction)
+    return _cross_entropy_of_log(_log_softmax(z, axis=axis), t, base, axis, reduction, batch_dims)
 
 
-def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction):
+def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction, batch_dims):
     """The loss, and the softmax and log-softmax its gradients need: computed once, in the forward pass."""
     log_p, p = _shifted_exp(z, axis)
     total = p.sum(axis=axis, keepdims=True)
     log_p -= np.log(total)
     p /= total
-    return _cross_entropy_of_log(log_p, t, base, axis, reduction), (p, log_p)
+    return _cross_entropy_of_log(log_p, t, base, axis, reduction, batch_dims), (p, log_p)
 
 
-register_op("softmax_cross_entropy", _softmax_cross_entropy,
-            (lambda g, saved, z, t, *, base, axis, reduction:  # saved: (softmax, log-softmax)
-                _per_sample_grad(g, z, t, axis, reduction, -1 / math.log(base))
-                * (t - saved[0] * t.sum(axis, keepdims=True)),
-             lambda g, saved, z, t, *, base, axis, reduction:
-                _per_sample_grad(g, z, t, axis, reduction, -1 / math.log(base)) * saved[1]),
-            shape=_loss_shape, save=_softmax_cross_entropy_saving,
-            examples=[ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
-                      ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none")],
-            domain=[REAL, PROBABILITY])
+register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: (softmax, log-softmax)
+            ("_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims)"
+             " * (t - out[0] * t.sum(axis, keepdims=True))",
+             "_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1]"),
+            shape=_loss_shape, batch=losses, save=_softmax_cross_entropy_saving, examples=LOSS_EXAMPLES,
+            domain=[REAL, PROBABILITY],
+            onnx=lambda e, i, o, a: onnx_loss(e, e.node("LogSoftmax", [i[0]], axis=a["axis"]), i[1], o, a))

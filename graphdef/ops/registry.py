@@ -5,14 +5,22 @@ Rule signatures, shared by every op:
     forward(*inputs, **attrs) -> out
     backward: one rule per input, vjp_i(g, out, *inputs, **attrs) -> ∂L/∂input_i (None: not differentiable)
     shape(*input_shapes, **attrs) -> output shape
+    batch(shapes, batched, **attrs) -> Lift: how the op runs on a batch (see ops/batching.py);
+        None: the engine runs it once per sample, which is always right and slow
     save (optional): save(*inputs, **attrs) -> (out, saved), a forward that also keeps what the
         backward rules need (a fused loss keeps its softmax); the rules then get `saved` as `out`
 
+A rule is a Python callable, or a string holding one Python expression (an `Expr`): the
+parameters of a forward string are written before a colon (`"x, y: x + y"`), a backward
+string sees `g`, `out`, the inputs and the attributes by name (`"g * y"`). Strings are
+callable like lambdas and are also inlined by the compiler into the plans it generates,
+which saves a Python call per rule on small graphs.
+
 Each vjp_i is a vector-Jacobian product: given g = ∂L/∂out it returns ∂L/∂input_i, and
 runs only when input i needs a gradient (a matmul feeding from data skips one product).
-It may return a gradient of the broadcast shape; the interpreter sums it back to the
-input's shape. Shapes are tuples whose dimensions may be None (unknown); a whole shape
-of None means the rank is unknown too. A shape rule raises ShapeError on a mismatch.
+It may return a gradient of the broadcast shape; the engine sums it back to the input's
+shape. Shapes are tuples whose dimensions may be None (unknown); a whole shape of None
+means the rank is unknown too. A shape rule raises ShapeError (or ValueError) on a mismatch.
 
 Attributes are the forward function's keyword-only parameters: their names are the YAML
 keys, their annotations (or default's type) the accepted types, their defaults the defaults.
@@ -20,7 +28,11 @@ keys, their annotations (or default's type) the accepted types, their defaults t
 from __future__ import annotations
 
 import inspect
+import io
+import keyword
 import math
+import sys
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,10 +53,61 @@ class Attr:
     default: object = REQUIRED
 
     def accepts(self, value) -> bool:
-        return _accepts(self.type, value)
+        return accepts(self.type, value)
 
     def type_name(self) -> str:
-        return _type_name(self.type)
+        return type_name(self.type)
+
+
+@dataclass(frozen=True, eq=False)
+class Expr:
+    """A rule written as one Python expression: callable as a function, and inlinable as text."""
+
+    params: tuple[str, ...]  # positional parameters, then keyword-only ones
+    positional: int
+    text: str
+    scope: dict = field(repr=False)  # the globals of the module that wrote it, read when a plan is made
+    function: Callable = field(repr=False)
+
+    @classmethod
+    def make(cls, params: list[str], positional: int, text: str, scope: dict, name: str) -> "Expr":
+        args = ", ".join(params[:positional] + (["*"] + params[positional:] if params[positional:] else []))
+        code = compile(f"lambda {args}: ({text})", f"<op {name}>", "eval")
+        return cls(tuple(params), positional, text, scope, eval(code, scope))  # graphdef's own source only
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def free_names(self) -> list[str]:
+        """Names the expression reads from its module (or builtins): bound by the compiler when inlining."""
+        return list(dict.fromkeys(name for _, _, name in _references(self.text) if name not in self.params))
+
+    def filled(self, names: dict) -> str:
+        """The expression's text with each name in `names` (parameters and free names) replaced."""
+        out, end = [], 0
+        for start, stop, name in _references(self.text):
+            out += [self.text[end:start], names.get(name, name)]
+            end = stop
+        text = "".join(out) + self.text[end:]
+        return text if text.isidentifier() else f"({text})"
+
+
+def _references(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, name) of every name the expression reads: not keywords, attributes (`.T`), call keywords (`axis=`)."""
+    lines = text.splitlines(keepends=True)
+    offset = [0]
+    for line in lines:
+        offset.append(offset[-1] + len(line))
+    tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+              if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)]
+    found = []
+    for i, t in enumerate(tokens):
+        after = tokens[i + 1].string if i + 1 < len(tokens) else ""
+        if t.type == tokenize.NAME and not keyword.iskeyword(t.string) and after != "=" \
+                and (i == 0 or tokens[i - 1].string != "."):
+            start = offset[t.start[0] - 1] + t.start[1]
+            found.append((start, start + len(t.string), t.string))
+    return found
 
 
 @dataclass(frozen=True)
@@ -56,12 +119,21 @@ class Op:
     doc: str
     args: tuple[str, ...]  # names of the positional inputs
     attrs: dict[str, Attr] = field(default_factory=dict)
-    examples: tuple = ()  # ((input shapes...), {attrs}) pairs used by the generated gradient tests
+    batch: Callable | None = None  # the batching rule; None: run once per sample
+    examples: tuple = ()  # ((input shapes...), {attrs}) pairs used by the generated tests
     domain: tuple = ()  # (low, high) per input for test samples; REAL when missing
     save: Callable | None = None  # forward returning (out, what the backward rules get as `out`)
+    fault: str = "check the ranges of its inputs"  # what to do when it makes NaN or infinity
+    onnx: Callable | None = None  # onnx(emitter, input names, output name, attrs): writes the ONNX nodes
 
     def __repr__(self):
         return f"<op {self.signature()}>"
+
+    @property
+    def elementwise(self) -> bool:
+        """Output shaped like the broadcast inputs, each element from the same elements of the inputs."""
+        from .batching import elementwise
+        return self.batch is elementwise
 
     def bind(self, given: dict) -> dict:
         """Keyword arguments for the rules: defaults filled in, YAML lists as tuples (what numpy takes)."""
@@ -87,7 +159,7 @@ OPS: dict[str, Op] = {}
 
 
 def ex(*shapes, **attrs) -> tuple:
-    """One gradient-test example: the input shapes, then attributes."""
+    """One test example: the input shapes, then attributes."""
     return (shapes, attrs)
 
 
@@ -115,54 +187,80 @@ def unbroadcast(g, shape: tuple):
     return g.sum(axis=axes).reshape(shape)
 
 
-def register_op(name: str, forward: Callable | None = None, backward=None, *,
-                shape: Callable | None = None, doc: str | None = None, examples=(), domain=(),
-                save: Callable | None = None, replace: bool = False):
+def register_op(name: str, forward: Callable | str | None = None, backward=None, *,
+                shape: Callable | None = None, batch: Callable | None = None, doc: str | None = None,
+                examples=(), domain=(), save: Callable | None = None, fault: str | None = None,
+                onnx: Callable | None = None, replace: bool = False, scope: dict | None = None):
     """Register an op; usable as a call or, without `forward`, as a decorator of it.
 
-    `backward` is a tuple of one rule per input (a single rule for a one-input op).
-    `shape` defaults to broadcasting the inputs (right for elementwise ops).
-    `examples` and `domain` feed the gradient tests generated from this registry.
-    `save`: see the module docstring; only the gradient-computing plans call it.
+    `backward` is a tuple of one rule per input (a single rule for a one-input op); rules
+    and `forward` may be expression strings (see the module docstring), read in `scope`
+    (default: the caller's module). `shape` defaults to broadcasting the inputs. `batch`
+    says how the op runs on a batch (default: once per sample). `examples` and `domain`
+    feed the tests generated from this registry; `fault` is the advice given when the op
+    produces NaN or infinity; `onnx` writes its ONNX nodes.
     """
+    scope = scope if scope is not None else sys._getframe(1).f_globals
+    options = dict(shape=shape, batch=batch, doc=doc, examples=examples, domain=domain, save=save, fault=fault,
+                   onnx=onnx, replace=replace, scope=scope)
     if forward is None:
-        return lambda f: register_op(name, f, backward, shape=shape, doc=doc, examples=examples,
-                                     domain=domain, save=save, replace=replace)
+        return lambda f: register_op(name, f, backward, **options)
     if name in OPS and not replace:
         raise ValueError(f"op '{name}' is already registered (pass replace=True to override it)")
+    if isinstance(forward, str):
+        forward = _forward_expr(forward, scope, name)
     args, attrs = _signature(forward)
-    backward = (backward,) if callable(backward) else tuple(backward or (None,) * len(args))
+    backward = (backward,) if callable(backward) or isinstance(backward, str) else tuple(backward or (None,) * len(args))
     if len(backward) != len(args):
         raise ValueError(f"op '{name}': {len(args)} inputs but {len(backward)} backward rules")
-    doc = (doc or inspect.getdoc(forward) or "").strip()
+    backward = tuple(Expr.make(["g", "out", *args, *attrs], 2 + len(args), rule, scope, f"{name} vjp{i}")
+                     if isinstance(rule, str) else rule for i, rule in enumerate(backward))
+    doc = (doc or inspect.getdoc(forward if not isinstance(forward, Expr) else None) or "").strip()
     OPS[name] = Op(name, forward, backward, shape or broadcast_shape, doc.splitlines()[0] if doc else "",
-                   args, attrs, tuple(examples), tuple(domain), save)
+                   args, attrs, batch, tuple(examples), tuple(domain), save,
+                   fault or "check the ranges of its inputs", onnx)
     return forward
 
 
+def _forward_expr(text: str, scope: dict, name: str) -> Expr:
+    """'x, y: x + y' or 'x, *, base=math.e: ...' as an Expr; defaults are evaluated in scope."""
+    head, _, body = text.partition(":")
+    positional, _, keywords = head.partition("*")
+    params = [p.strip() for p in positional.split(",") if p.strip()]
+    kw = [p.strip() for p in keywords.split(",") if p.strip()]
+    expr = Expr.make(params + [k.split("=")[0].strip() for k in kw], len(params), body.strip(), scope, name)
+    if kw:  # keyword defaults: rebuild the callable with them, so the signature carries the attributes
+        args = ", ".join(params + ["*"] + kw)
+        function = eval(compile(f"lambda {args}: ({body.strip()})", f"<op {name}>", "eval"), scope)
+        expr = Expr(expr.params, expr.positional, expr.text, scope, function)
+    return expr
+
+
 def _signature(forward: Callable) -> tuple[tuple[str, ...], dict[str, Attr]]:
-    hints = typing.get_type_hints(forward)
+    function = forward.function if isinstance(forward, Expr) else forward
+    hints = typing.get_type_hints(function)
     args, attrs = [], {}
-    for p in inspect.signature(forward).parameters.values():
+    for p in inspect.signature(function).parameters.values():
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             args.append(p.name)
         elif p.kind is p.KEYWORD_ONLY:
             default_type = None if p.default in (REQUIRED, None) else type(p.default)
             attrs[p.name] = Attr(p.name, hints.get(p.name, default_type), p.default)
         else:
-            raise ValueError(f"op forward {forward.__name__}: *args/**kwargs are not supported")
+            raise ValueError(f"op forward {function.__name__}: *args/**kwargs are not supported")
     return tuple(args), attrs
 
 
-def _accepts(tp, value) -> bool:
+def accepts(tp, value) -> bool:
+    """Whether a value from a YAML file fits an attribute type (annotation)."""
     if tp is None:
         return True
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return any(_accepts(t, value) for t in typing.get_args(tp))
+        return any(accepts(t, value) for t in typing.get_args(tp))
     if origin in (list, tuple):
         (item,) = typing.get_args(tp)[:1] or (None,)
-        return isinstance(value, (list, tuple)) and all(_accepts(item, v) for v in value)
+        return isinstance(value, (list, tuple)) and all(accepts(item, v) for v in value)
     if tp is type(None):
         return value is None
     if tp is float:
@@ -172,13 +270,13 @@ def _accepts(tp, value) -> bool:
     return isinstance(value, tp)
 
 
-def _type_name(tp) -> str:
+def type_name(tp) -> str:
     if tp is None:
         return "any"
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(t) for t in typing.get_args(tp))
+        return " | ".join(type_name(t) for t in typing.get_args(tp))
     if typing.get_origin(tp) in (list, tuple):
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
+        return f"list of {type_name(typing.get_args(tp)[0])}"
     return "null" if tp is type(None) else tp.__name__
 
 

@@ -1,6 +1,7 @@
 """Tensor ops: matrix product, reductions and reshaping."""
 import numpy as np
 
+from .batching import matrix_product, permutation, reduction, reshaping
 from .registry import broadcast_shape, ex, register_op, unbroadcast
 
 
@@ -52,10 +53,9 @@ def _matmul_shape(a, b):
     return broadcast_shape(a2[:-2], b2[:-2]) + rows + cols
 
 
-# The rules are lambdas that leave `out` unused, so the generated code can free the product early.
-register_op("matmul", lambda x, y: x @ y,
-            (lambda g, out, x, y: _matmul_vjp_x(g, x, y), lambda g, out, x, y: _matmul_vjp_y(g, x, y)),
-            shape=_matmul_shape,
+# The rules leave `out` unused, so the generated code can free the product early.
+register_op("matmul", "x, y: x @ y", ("_matmul_vjp_x(g, x, y)", "_matmul_vjp_y(g, x, y)"),
+            shape=_matmul_shape, batch=matrix_product, onnx=lambda e, i, o, a: e.node("MatMul", i, o),
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
             examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
                       ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
@@ -93,10 +93,11 @@ def _mean(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
     return np.mean(x, axis=axis, keepdims=keepdims)
 
 
-register_op("sum", _sum, lambda g, out, x, **a: _unreduce(g, x, **a),
-            shape=_reduce_shape, examples=REDUCE_EXAMPLES)
-register_op("mean", _mean, lambda g, out, x, **a: _unreduce(g, x, **a) * (np.size(out) / np.size(x)),
-            shape=_reduce_shape, examples=REDUCE_EXAMPLES)
+register_op("sum", _sum, "_unreduce(g, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
+            examples=REDUCE_EXAMPLES, onnx=lambda e, i, o, a: e.reduce("ReduceSum", i[0], a["axis"], a["keepdims"], o))
+register_op("mean", _mean, "_unreduce(g, x, axis, keepdims) * (np.size(out) / np.size(x))", shape=_reduce_shape,
+            batch=reduction, examples=REDUCE_EXAMPLES,
+            onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], a["axis"], a["keepdims"], o))
 
 
 # -- shape changes ------------------------------------------------------------
@@ -116,9 +117,9 @@ def _transpose_shape(shape, *, axes=None):
     return tuple(shape[a] for a in axes)
 
 
-register_op("transpose", _transpose,
-            lambda g, out, x, *, axes: np.transpose(g, None if axes is None else np.argsort(axes)),
-            shape=_transpose_shape, examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))])
+register_op("transpose", _transpose, "np.transpose(g, None if axes is None else np.argsort(axes))",
+            shape=_transpose_shape, batch=permutation, examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))],
+            onnx=lambda e, i, o, a: e.node("Transpose", i, o, **({} if a["axes"] is None else {"perm": list(a["axes"])})))
 
 
 def _reshape(x, *, shape: list[int]):
@@ -137,5 +138,6 @@ def _reshape_shape(x, *, shape):
     return tuple(size // known if d == -1 else d for d in shape)
 
 
-register_op("reshape", _reshape, lambda g, out, x, **a: np.reshape(g, np.shape(x)),
-            shape=_reshape_shape, examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[])])
+register_op("reshape", _reshape, "np.reshape(g, np.shape(x))", shape=_reshape_shape, batch=reshaping,
+            examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[])],
+            onnx=lambda e, i, o, a: e.node("Reshape", [i[0], e.const(list(a["shape"]), np.int64)], o))

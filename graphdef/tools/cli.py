@@ -20,7 +20,7 @@ from .. import evaluate, load, predict, train
 from ..format.functions import standard_library
 from ..ops.registry import show_shape
 from .explain import cost, diamond_table, explain_paths, explain_sweep
-from .plot import plot_run
+from ..training.plot import plot_run
 from ..format.data import read_arrays
 from ..errors import GraphDefError
 from ..engine.model import METHODS
@@ -87,7 +87,7 @@ def cmd_validate(args, out, err):
             failed += 1
             print(e, file=err)
             continue
-        kinds = [v["kind"] for _, v in model.graph.nodes(data=True)]
+        kinds = [v.kind for v in model.graph.vertices.values()]
         print(f"ok: {file}: {kinds.count('node')} nodes, {kinds.count('input')} inputs, "
               f"{kinds.count('parameter')} parameters", file=out)
     return 1 if failed else 0
@@ -149,7 +149,7 @@ def cmd_plan(args, out, err):
     model = _load(args, args.model)
     of, wrt = model.resolve(args.of, args.wrt)
     steps, wanted = model.backward_plan(of, tuple(wrt))
-    rows = [(str(i), s.name, s.op.name, ", ".join(s.args), ", ".join(f"{k}={v}" for k, v in s.attrs.items()),
+    rows = [(str(i), s.name, s.op.name, ", ".join(s.inputs), ", ".join(f"{k}={v}" for k, v in s.attrs.items()),
              "yes" if s in steps else "") for i, s in enumerate(model.steps)]
     _table(("#", "vertex", "op", "inputs", "attributes", f"on the backward path of {of}"), rows, out)
     print(f"{len(model.steps)} forward steps; backward visits {len(steps)} of them "
@@ -242,8 +242,8 @@ def cmd_ops(args, out, err):
 
 def cmd_show(args, out, err):
     model = _load(args, args.model)
-    rows = [(name, v["kind"], v["op"].name if v["kind"] == "node" else "", show_shape(v.get("shape")),
-             v.get("call") or "") for name, v in model.graph.nodes(data=True)]
+    rows = [(v.name, v.kind, v.op.name if v.op else "", show_shape(v.shape), v.call or "")
+            for v in model.graph.vertices.values()]
     _table(("vertex", "kind", "op", "shape", "call"), rows, out)
     size = sum(p.size for p in model.parameters.values())
     print(f"{model.name}: {len(model.graph)} vertices, {len(model.steps)} steps, "

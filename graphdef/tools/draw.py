@@ -45,15 +45,15 @@ def to_dot(model, inputs: dict | None = None, of: str | None = None, max_nodes: 
                            edge_attr={"fontname": "Helvetica", "fontsize": "10"})
     rep, clusters, keep, note = _view(model, max_nodes)
     members = {}  # cluster -> its vertices, drawn together in one subgraph
-    for v, attrs in model.graph.nodes(data=True):
-        if rep[v] == v and v in keep:
-            members.setdefault(clusters.get(v), []).append((v, attrs))
+    for v in model.graph.vertices.values():
+        if rep[v.name] == v.name and v.name in keep:
+            members.setdefault(clusters.get(v.name), []).append(v)
     for cluster, vertices in members.items():
         with (dot.subgraph(name=f"cluster_{cluster}") if cluster else contextlib.nullcontext(dot)) as place:
             if cluster:
                 place.attr(label=cluster, style="rounded,dashed", color="#adb5bd")
-            for v, attrs in vertices:
-                place.node(v, _label(v, attrs, values, grads, of), **STYLE[attrs["kind"]])
+            for v in vertices:
+                place.node(v.name, _label(v, values, grads, of), **STYLE[v.kind])
     for box in sorted({r for v, r in rep.items() if r != v and r in keep}):  # collapsed groups
         dot.node(box, f"{box[:-2]}\n({sum(r == box for r in rep.values())} vertices)", **STYLE["group"])
     collapsed_edges = set()
@@ -94,16 +94,16 @@ def _title(model, of) -> str:
     return model.name + (f"   (∂{of}/∂vertex in the bottom line)" if of else "")
 
 
-def _label(v: str, attrs: dict, values, grads, of) -> str:
-    kind = attrs["kind"]
-    lines = [v if kind != "node" else f"{v}\n{attrs['op'].name}"]
+def _label(vertex, values, grads, of) -> str:
+    v, kind = vertex.name, vertex.kind
+    lines = [v if kind != "node" else f"{v}\n{vertex.op.name}"]
     if kind == "literal":
-        lines = [format_number(attrs["value"]) if np.size(attrs["value"]) == 1 else "constant"]
+        lines = [format_number(vertex.value) if np.size(vertex.value) == 1 else "constant"]
     elif values is not None:
         value = values[v]
         lines.append(f"= {format_number(value)}" if np.size(value) == 1 else show_shape(np.shape(value)))
-    elif attrs.get("shape") is not None:
-        lines.append(show_shape(attrs["shape"]))
+    elif vertex.shape is not None:
+        lines.append(show_shape(vertex.shape))
     if grads is not None and v in grads and kind != "literal":
         g = grads[v]
         lines.append(f"∂{of}/∂{v} = {format_number(g)}" if np.size(g) == 1
@@ -113,13 +113,14 @@ def _label(v: str, attrs: dict, values, grads, of) -> str:
 
 def _edge(model, edge, values, local) -> dict:
     u, v, k = edge
-    attrs = {"style": "dashed"} if model.graph.nodes[u]["kind"] == "literal" else {}
+    tail = model.graph.vertices[u]
+    attrs = {"style": "dashed"} if tail.kind == "literal" else {}
     if edge in local and not attrs:
         attrs["label"] = format_number(local[edge])
     elif values is not None and np.size(values[u]) != 1:
         attrs["label"] = show_shape(np.shape(values[u]))
-    elif values is None and model.graph.nodes[u].get("shape"):
-        attrs["label"] = show_shape(model.graph.nodes[u]["shape"])
+    elif values is None and tail.shape:
+        attrs["label"] = show_shape(tail.shape)
     if model.graph.number_of_edges(u, v) > 1:
         attrs["taillabel"] = f"#{k}"
     return attrs
@@ -127,7 +128,7 @@ def _edge(model, edge, values, local) -> dict:
 
 def _group_of(model, v: str) -> str | None:
     """Which call or name prefix a vertex belongs to (`h1/W` -> `h1`), for clusters."""
-    call = model.graph.nodes[v].get("call")
+    call = model.graph.vertices[v].call
     if call:
         return call
     base = v.split("[")[0]

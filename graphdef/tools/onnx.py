@@ -1,21 +1,23 @@
 """ONNX interop: export a graphdef model to ONNX, import an ONNX model as graphdef YAML.
 
-One converter per op in each direction, side by side in two tables. Export writes the
-parameters (trained values included) as initializers and gives every input a leading
-symbolic `batch` dimension, graphdef's batch convention. Import maps ONNX nodes to
+Export calls each op's own ONNX mapping (the `onnx` of its record) through an emitter;
+it writes the parameters (trained values included) as initializers and gives every input
+a leading symbolic `batch` dimension: the exported graph is the model run on a batch, each
+node lifted by its batching rule as graphdef runs it. Import maps ONNX nodes to
 graphdef ops, honouring opset differences, and turns float initializers into
 parameters. Needs the `onnx` extra: pip install "graphdef[onnx]".
 """
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ..engine.lift import StepError, batched_vertices, lift_of
 from ..errors import GraphDefError, Problem
+from ..ops import OPS
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 13  # Softmax and LogSoftmax work on one axis from 13 on, as graphdef's do
@@ -55,6 +57,23 @@ class _Exporter:
         self.nodes.append(self.helper.make_node(op_type, inputs, [output], doc_string=doc, **attrs))
         return output
 
+    def unsqueeze(self, x: str, axes: tuple) -> str:
+        return self.node("Unsqueeze", [x, self.const(list(axes), np.int64)]) if axes else x
+
+    def squeeze(self, x: str, axes: tuple, out: str) -> str:
+        return self.node("Squeeze", [x, self.const(list(axes), np.int64)], out)
+
+    def step(self, step, lift, ranks: list) -> None:
+        """The ONNX nodes of one graphdef node, lifted to the batch as the engine runs it."""
+        if lift is None:
+            self.ranks = ranks
+            return step.op.onnx(self, list(step.inputs), step.name, dict(step.attrs))
+        inputs = [self.unsqueeze(x, axes) for x, axes in zip(step.inputs, lift.expand)]
+        self.ranks = [r + len(axes) for r, axes in zip(ranks, lift.expand)]
+        raw = step.op.onnx(self, inputs, None if lift.squeeze else step.name, dict(lift.attrs))
+        if lift.squeeze:
+            self.squeeze(raw, lift.squeeze, step.name)
+
     def reduce(self, op_type: str, x: str, axes, keepdims: bool, out=None) -> str:
         """ReduceSum/ReduceMean over axes (None: all), with axes as an input or attribute by opset."""
         as_input = op_type == "ReduceSum" and self.opset >= 13 or self.opset >= 18
@@ -65,56 +84,31 @@ class _Exporter:
             return self.node(op_type, [x, self.const(axes, np.int64)], out, keepdims=int(keepdims))
         return self.node(op_type, [x], out, axes=axes, keepdims=int(keepdims))
 
-    def loss(self, logp: str, t: str, out: str, base, axis, reduction) -> str:
-        per = self.reduce("ReduceSum", self.node("Mul", [t, logp]), axis, False)
-        per = self.node("Div", [per, self.const(-math.log(base))])
-        if reduction == "none":
-            return self.node("Identity", [per], out)
-        return self.reduce("ReduceMean" if reduction == "mean" else "ReduceSum", per, None, False, out)
-
-
-def _log(e, x, out, base):
-    return e.node("Log", [x], out) if base == math.e else e.node("Div", [e.node("Log", [x]), e.const(math.log(base))], out)
-
-
-EXPORT = {  # graphdef op -> (exporter, input names, output name, attributes) -> ONNX nodes
-    **{op: (lambda onnx_op: lambda e, i, o, a: e.node(onnx_op, i, o))(onnx_op) for op, onnx_op in [
-        ("add", "Add"), ("sub", "Sub"), ("mul", "Mul"), ("div", "Div"), ("pow", "Pow"), ("exp", "Exp"),
-        ("neg", "Neg"), ("reciprocal", "Reciprocal"), ("relu", "Relu"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"),
-        ("sqrt", "Sqrt"), ("abs", "Abs"), ("identity", "Identity"), ("matmul", "MatMul")]},
-    "log": lambda e, i, o, a: _log(e, i[0], o, a["base"]),
-    "square": lambda e, i, o, a: e.node("Mul", [i[0], i[0]], o),
-    "sum": lambda e, i, o, a: e.reduce("ReduceSum", i[0], a["axis"], a["keepdims"], o),
-    "mean": lambda e, i, o, a: e.reduce("ReduceMean", i[0], a["axis"], a["keepdims"], o),
-    "transpose": lambda e, i, o, a: e.node("Transpose", i, o, **({} if a["axes"] is None else {"perm": list(a["axes"])})),
-    "reshape": lambda e, i, o, a: e.node("Reshape", [i[0], e.const(list(a["shape"]), np.int64)], o),
-    "softmax": lambda e, i, o, a: e.node("Softmax", i, o, axis=a["axis"]),
-    "log_softmax": lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]),
-    "cross_entropy": lambda e, i, o, a: e.loss(_log(e, i[0], None, math.e), i[1], o, a["base"], a["axis"],
-                                               a["reduction"]),
-    "softmax_cross_entropy": lambda e, i, o, a: e.loss(e.node("LogSoftmax", [i[0]], axis=a["axis"]), i[1], o,
-                                                       a["base"], a["axis"], a["reduction"]),
-}
-
 
 def export(model, path=None, opset: int = DEFAULT_OPSET):
     """The model as an ONNX ModelProto (written to `path` when given), checked by onnx.checker."""
     onnx, helper, _ = _onnx()
     if opset < MIN_OPSET:
         raise GraphDefError(Problem(f"opset {opset} is too old", hint=f"use --opset {MIN_OPSET} or newer"))
-    missing = [s for s in model.steps if s.op.name not in EXPORT]
+    missing = [s for s in model.steps if s.op.onnx is None]
     if missing:
+        supported = sorted(name for name, op in OPS.items() if op.onnx is not None)
         raise GraphDefError([model.problem(s.name, f"node '{s.name}': op '{s.op.name}' has no ONNX equivalent",
-                                           "export supports: " + ", ".join(sorted(EXPORT))) for s in missing])
+                                           "export supports: " + ", ".join(supported)) for s in missing])
     e = _Exporter(model, opset)
     for name, value in {**model.constants, **model.parameters}.items():
         e.tensor(name, np.asarray(value, dtype=model.dtype))
+    batched = batched_vertices(model.graph, set(model.batchable))
     for step in model.steps:
         doc = (model.doc.get("nodes") or {}).get(step.name, {}).get("description", "")
-        EXPORT[step.op.name](e, list(step.args), step.name, step.attrs)
+        ranks = [len(model.graph.vertices[a].shape or ()) + (a in batched) for a in step.inputs]
+        try:
+            e.step(step, lift_of(model.graph, step, batched), ranks)
+        except StepError as err:
+            raise GraphDefError(model.problem(step.name, f"node '{step.name}' cannot be exported: {err}")) from None
         e.nodes[-1].doc_string = doc
-    inputs = [helper.make_tensor_value_info(n, e.elem, None if s is None else ["batch"] + [
-        d if d is not None else f"{n}_dim{i}" for i, d in enumerate(_per_sample(s))]) for n, s in model.inputs.items()]
+    inputs = [helper.make_tensor_value_info(n, e.elem, _input_shape(n, s, n in model.batchable))
+              for n, s in model.inputs.items()]
     names = list(dict.fromkeys(model.outputs + ([model.loss] if model.loss else [])))
     outputs = [helper.make_tensor_value_info(n, e.elem, shape) for n, shape in _output_shapes(model, names).items()]
     graph = helper.make_graph(e.nodes, model.name, inputs, outputs, e.initializers, doc_string=model.description)
@@ -134,17 +128,20 @@ def export(model, path=None, opset: int = DEFAULT_OPSET):
 def _output_shapes(model, names) -> dict:
     """Each output's shape, the batch dimension symbolic: found by running two batch sizes."""
     def run(batch):
-        feeds = {n: np.full([batch] + [d or 1 for d in _per_sample(s)], 0.5) for n, s in model.inputs.items()}
+        feeds = {n: np.full(([batch] if n in model.batchable else []) + [d or batch for d in s or []], 0.5)
+                 for n, s in model.inputs.items()}
         values = model.forward(feeds, outputs=names)
         return {n: np.shape(values[n]) for n in names}
     two, three = run(2), run(3)
     return {n: [d if d == d3 else "batch" for d, d3 in zip(two[n], three[n])] for n in names}
 
 
-def _per_sample(shape) -> list:
-    """A declared shape without its batch dimension: a leading free size is taken to be the batch."""
-    shape = list(shape or [])
-    return shape[1:] if shape and shape[0] is None else shape
+def _input_shape(name: str, shape, batchable: bool):
+    """An input's ONNX shape: a leading `batch` for a per-sample input, symbolic names for free sizes."""
+    if shape is None:
+        return None
+    dims = [d if d is not None else ("batch" if i == 0 else f"{name}_dim{i}") for i, d in enumerate(shape)]
+    return ["batch", *dims] if batchable else dims
 
 
 # -- import ----------------------------------------------------------------------------
@@ -361,15 +358,13 @@ def load(path, name: str | None = None, loss: str | None = None):
 
 def from_proto(proto, name: str | None = None, loss: str | None = None):
     """A graphdef Model of an ONNX ModelProto; with `loss`, a target input `y` and that loss are added."""
-    import yaml
-
-    from ..format.loader import loads
+    from ..format.loader import from_document
     doc, weights = to_document(proto, name)
-    model = loads(yaml.safe_dump(doc, sort_keys=False))
+    model = from_document(doc)
     if loss is not None:
         output = doc["outputs"][0]
-        shape = [d for d in _output_shapes(model, [output])[output] if d != "batch"]
-        model = loads(yaml.safe_dump(add_loss(doc, loss, shape), sort_keys=False))
+        shape = [None if d == "batch" else d for d in _output_shapes(model, [output])[output]]  # as literal as x
+        model = from_document(add_loss(doc, loss, shape))
     for k, v in weights.items():
         model.parameters[k][...] = v
     return model

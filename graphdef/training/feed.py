@@ -57,8 +57,14 @@ class _DataError(Exception):
         self.hint = hint
 
 
+def sample_shape(shape):
+    """A declared shape without a leading free size (the batch axis that shape writes itself)."""
+    return shape[1:] if shape and shape[0] is None else shape
+
+
 def _select(data: dict, spec, shape) -> np.ndarray:
     spec = spec if isinstance(spec, dict) else {"from": spec}
+    shape = sample_shape(shape)
     names = _columns(data, spec["from"])
     arrays = [np.asarray(data[n]) for n in names]
     if any(a.ndim == 0 for a in arrays):
@@ -104,9 +110,7 @@ def _one_hot(x: np.ndarray, classes) -> np.ndarray:
 
 
 def _checked(model, name: str, x: np.ndarray) -> np.ndarray:
-    shape = model.inputs[name]
-    if shape and shape[0] is None and x.ndim == len(shape):
-        shape = shape[1:]  # the input declares its batch dimension itself
+    shape = sample_shape(model.inputs[name])
     if shape is not None and (x.ndim != len(shape) + 1 or any(d not in (None, a) for a, d in zip(x.shape[1:], shape))):
         raise _DataError(f"samples have shape {list(x.shape[1:])}, the input expects {list(shape)}",
                          "map other columns to it, or fix the input's shape")

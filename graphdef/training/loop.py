@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..tools import plot
+from . import plot
 from ..format import serialize
 from ..errors import GraphDefError, Problem
-from ..format.loader import build, load
-from ..format.source import Source
+from ..format.loader import from_document, load
 from . import checkpoint
 from .config import TrainConfig, resolve
 from .feed import feed, read_source
@@ -87,8 +86,7 @@ def predict(model, data) -> dict:
     n = len(next(iter(feeds.values()))) if feeds else 0
     parts = {p: [] for p in config.predictions}
     for start in range(0, n, EVAL_CHUNK):
-        env = {**model.constants, **model.parameters, **{k: a[start:start + EVAL_CHUNK] for k, a in feeds.items()}}
-        values = model.run_unchecked(env, outputs=config.predictions)
+        values = model.predict_batch({k: a[start:start + EVAL_CHUNK] for k, a in feeds.items()}, config.predictions)
         for p, chunks in parts.items():
             chunks.append(values[p])
     return {p: np.concatenate(chunks) for p, chunks in parts.items()}
@@ -151,9 +149,12 @@ def _stack(arrays: list) -> np.ndarray:
 
 
 def _correct(pred: np.ndarray, target: np.ndarray) -> int:
-    if pred.ndim > 1 and pred.shape[-1] > 1:
-        return int((pred.argmax(-1) == target.argmax(-1)).sum())
-    return int(((pred > 0.5) == (target > 0.5)).sum())
+    """Correct samples: the arg max of class scores, or a probability above one half against a 0/1 label."""
+    n = len(pred)
+    pred, target = pred.reshape(n, -1), target.reshape(n, -1)
+    if pred.shape[1] > 1:
+        return int((pred.argmax(-1) == (target.argmax(-1) if target.shape[1] > 1 else target[:, 0])).sum())
+    return int(((pred[:, 0] > 0.5) == (target[:, 0] > 0.5)).sum())
 
 
 def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, metrics: list) -> dict:
@@ -161,7 +162,7 @@ def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, metrics:
     loss_sum = correct = 0.0
     for start in range(0, len(rows), EVAL_CHUNK):
         idx = rows[start:start + EVAL_CHUNK]
-        values = model.run_unchecked({**model.constants, **model.parameters, **{n: a[idx] for n, a in feeds.items()}})
+        values = model.predict_batch({n: a[idx] for n, a in feeds.items()}, [config.loss, *config.predictions])
         loss_sum += float(np.mean(values[config.loss])) * len(idx)
         if metrics:
             correct += _correct(_stack([values[p] for p in config.predictions]),
@@ -196,7 +197,7 @@ class _Run:
     @classmethod
     def resumed(cls, run_dir: Path, data, overrides: dict, out, check_numerics: bool = False) -> "_Run":
         arrays, meta, path = checkpoint.latest(run_dir)
-        model = build(Source(meta["doc"], None), seed=meta["doc"]["training"].get("seed", 0))
+        model = from_document(meta["doc"], seed=meta["doc"]["training"].get("seed", 0))
         config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
         run = cls(model, config, _feeds(model, config, data), run_dir, out, check_numerics)
         run.restore(arrays, meta)
@@ -267,16 +268,14 @@ class _Run:
 
     def _step(self, rows: np.ndarray, lr: float) -> None:
         model, loss = self.model, self.config.loss
-        env = {**model.constants, **model.parameters, **{n: a[rows] for n, a in self.feeds.items()}}
-        values, grads = model.backprop(env, loss, self.params, outputs=self.config.predictions)
+        values, grads = model.train_step({n: a[rows] for n, a in self.feeds.items()}, loss, self.params,
+                                         outputs=self.config.predictions)  # gradients of the mean loss over samples
         value = values[loss]
         mean = float(value) if np.ndim(value) == 0 else float(value.mean())
         if not math.isfinite(mean):
             raise self._nonfinite(values, mean)
         if self.check_numerics:
             model.check_numerics(values, grads, loss)
-        if np.size(value) > 1:  # a per-sample loss: minimize its mean
-            grads = {k: g / np.size(value) for k, g in grads.items()}
         self.optimizer.step(model.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
         self.sums["loss"] += mean * len(rows)
         self.sums["count"] += len(rows)

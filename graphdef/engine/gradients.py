@@ -1,0 +1,70 @@
+"""The gradient methods other than reverse mode, and the check for NaN and infinity.
+
+reverse (backpropagation) is the model's own; `paths` sums edge-derivative products over
+every path (the lecture's definition, scalar graphs only); `numeric` takes central
+differences, the oracle the others are tested against.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphDefError, Problem
+from . import paths
+
+METHODS = ("reverse", "paths", "numeric")
+NUMERIC_EPS = 1e-6
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise GraphDefError(Problem(f"unknown gradient method '{method}'", hint=f"use one of: {', '.join(METHODS)}"))
+
+
+def by_paths(model, env: dict, values: dict, of: str, wrt) -> dict:
+    steps, wanted = model.backward_plan(of, tuple(wrt))
+    return paths.path_gradients(model.graph, steps, values, of, wrt, wanted)
+
+
+def numeric(model, env: dict, values: dict, of: str, wrt) -> dict:
+    """Central differences of sum(of), one coordinate at a time, in float64."""
+    env = {k: np.array(v, dtype=np.float64) for k, v in env.items()}
+    total = lambda: float(np.sum(model.run_unchecked(dict(env), outputs=(of,))[of]))  # noqa: E731
+    grads = {}
+    for w in wrt:
+        x, g = env[w], np.zeros_like(env[w])
+        for i in np.ndindex(x.shape):
+            x[i] += NUMERIC_EPS
+            up = total()
+            x[i] -= 2 * NUMERIC_EPS
+            down = total()
+            x[i] += NUMERIC_EPS
+            g[i] = (up - down) / (2 * NUMERIC_EPS)
+        grads[w] = g.astype(model.dtype)
+    return grads
+
+
+BY_METHOD = {"paths": by_paths, "numeric": numeric}
+
+
+def check_numerics(model, values: dict, grads: dict | None = None, of: str | None = None) -> None:
+    """Raise at the first vertex (in run order) whose value is NaN or infinite, naming its op and the
+    ranges of its inputs; then likewise for gradients."""
+    for step in model.steps:
+        value = values.get(step.name)
+        if value is not None and not np.all(np.isfinite(value)):
+            ranges = ", ".join(f"{a} in {_range(values[a])}" for a in step.inputs if a in values)
+            raise GraphDefError(model.problem(step.name, f"node '{step.name}' ({step.op.name}) produced "
+                                              f"{_kind_of(value)} from {ranges}", step.op.fault))
+    for name, g in (grads or {}).items():
+        if not np.all(np.isfinite(g)):
+            raise GraphDefError(model.problem(name, f"the gradient ∂{of}/∂{name} is {_kind_of(g)}",
+                                              "a rule divided by zero or overflowed on the way back"))
+
+
+def _range(value) -> str:
+    value = np.asarray(value)
+    return f"[{np.nanmin(value):.4g}, {np.nanmax(value):.4g}]" if value.size and not np.all(np.isnan(value)) else "[nan]"
+
+
+def _kind_of(value) -> str:
+    return "NaN" if np.any(np.isnan(np.asarray(value))) else "infinity"

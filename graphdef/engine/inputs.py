@@ -1,0 +1,82 @@
+"""Feeding a model: the caller's values checked against the declared inputs, and which carry a batch.
+
+A value of an input's declared rank is one sample; one more leading axis makes it a batch
+(all batched inputs must agree on its size). An input whose declared shape starts with
+null holds its batch axis itself and takes no extra one.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import GraphDefError, Problem, did_you_mean
+from ..ops.registry import show_shape
+
+
+def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
+    """The starting environment: constants, parameters and validated inputs (all, or those `needed`)."""
+    if not isinstance(inputs, dict):
+        raise GraphDefError("inputs must be a mapping: name -> value")
+    problems = [Problem(f"unknown input '{n}'", hint=did_you_mean(n, model.inputs)
+                        or f"the model's inputs: {', '.join(model.inputs) or 'none'}")
+                for n in inputs if n not in model.inputs]
+    env = {**model.constants, **model.parameters, **(params or {})}
+    for name in model.inputs:
+        if needed is not None and name not in needed and name not in inputs:
+            continue
+        if name not in inputs:
+            problems.append(model.problem(name, f"missing input '{name}'", f"give a value for '{name}'"))
+            continue
+        value, problem = _array(model, name, inputs[name])
+        env[name] = value
+        if problem:
+            problems.append(problem)
+    if not problems:
+        problems += _batch_sizes(model, env)
+    if problems:
+        raise GraphDefError(problems)
+    return env
+
+
+def batched_inputs(model, env: dict) -> frozenset:
+    """The inputs in env that carry a batch axis: one more axis than their declared rank."""
+    return frozenset(n for n, rank in model.batchable.items() if n in env and np.ndim(env[n]) == rank + 1)
+
+
+def _batch_sizes(model, env: dict) -> list:
+    sizes = {n: len(env[n]) for n in batched_inputs(model, env)}
+    if len(set(sizes.values())) <= 1:
+        return []
+    listed = ", ".join(f"'{n}' has {s}" for n, s in sizes.items())
+    return [Problem(f"batched inputs disagree on the batch size: {listed}",
+                    hint="give every batched input the same number of samples")]
+
+
+def _array(model, name: str, raw):
+    try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
+        if type(raw) in (float, int):
+            value = model.dtype.type(raw)
+        elif type(raw) is not model.dtype.type:
+            value = np.asarray(raw, dtype=model.dtype)
+            value = value[()] if value.ndim == 0 else value
+        else:
+            value = raw
+    except (ValueError, TypeError, OverflowError):
+        return None, model.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
+                                   "give a number or a (nested) list of numbers")
+    if not (math.isfinite(value) if value.ndim == 0 else np.isfinite(value).all()):
+        return None, model.problem(name, f"input '{name}' contains NaN or infinity", "clean the data")
+    shape = model.inputs[name]
+    if shape is not None and not fits(value.shape, shape, name in model.batchable):
+        extra = " or, for a batch, [N] + that" if name in model.batchable else ""
+        return None, model.problem(name, f"input '{name}' has shape {list(value.shape)}, expected "
+                                   f"{show_shape(shape)}{extra}", "reshape the value to the declared shape")
+    return value, None
+
+
+def fits(actual: tuple, declared: tuple, batchable: bool) -> bool:
+    """Whether an array's shape matches a declared one (free sizes match any), or is a batch of it."""
+    if batchable and len(actual) == len(declared) + 1:
+        actual = actual[1:]
+    return len(actual) == len(declared) and all(d is None or d == a for a, d in zip(actual, declared))

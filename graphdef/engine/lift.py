@@ -1,0 +1,91 @@
+"""One node on a batch: which vertices carry the batch axis, and how each op rule is called then.
+
+A node reading a batched value is batched itself. Its op's batching rule (ops/batching.py)
+gives a Lift: the node's inputs get singleton axes, the rules run with the lifted
+attributes, and the output loses the axes the rule names. An op without a rule runs once
+per sample. Both the reference interpreter and the compiled plans call rules this way.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops import ShapeError, unbroadcast
+from ..ops.batching import Lift
+
+PER_SAMPLE = Lift((), {}, ())  # the marker of a node run once per sample (its op has no batching rule)
+
+
+class StepError(Exception):
+    """An op rule failed on a node; the model turns this into a located GraphDefError."""
+
+    def __init__(self, step, cause: Exception, line: str | None = None):
+        super().__init__(f"{cause}")
+        self.step, self.cause, self.line = step, cause, line
+
+
+def batched_vertices(graph, batched_inputs) -> frozenset:
+    """The vertices that carry the batch axis when these inputs do."""
+    return frozenset(graph.reachable(batched_inputs)) if batched_inputs else frozenset()
+
+
+def lift_of(graph, step, batched: frozenset) -> Lift | None:
+    """None when no input of the node is batched; else its Lift, or PER_SAMPLE."""
+    flags = tuple(a in batched for a in step.inputs)
+    if not any(flags):
+        return None
+    if step.op.batch is None:
+        return PER_SAMPLE
+    try:
+        return step.op.batch(tuple(graph.vertices[a].shape for a in step.inputs), flags, **step.attrs)
+    except (ShapeError, ValueError, TypeError) as e:
+        raise StepError(step, ValueError(f"cannot run on a batch: {e}")) from None
+
+
+def expanded(args, lift: Lift) -> list:
+    return [np.expand_dims(a, axes) if axes else a for a, axes in zip(args, lift.expand)]
+
+
+def call(step, lift: Lift | None, args: list, flags=()):
+    """The node's value: its forward rule on (lifted) arguments."""
+    if lift is None:
+        return step.op.forward(*args, **step.attrs)
+    if lift is PER_SAMPLE:
+        return per_sample_forward(step.op, flags, step.attrs, *args)
+    out = step.op.forward(*expanded(args, lift), **lift.attrs)
+    return np.squeeze(out, lift.squeeze) if lift.squeeze else out
+
+
+def vjp(step, lift: Lift | None, k: int, g, out, args: list, flags=()):
+    """∂L/∂(input k) given g = ∂L/∂out, summed back to the input's own shape."""
+    op = step.op
+    if lift is PER_SAMPLE:
+        return per_sample_vjp(op, k, flags, step.attrs, g, out, *args)
+    attrs, xs = (step.attrs, args) if lift is None else (lift.attrs, expanded(args, lift))
+    if lift is not None and lift.squeeze:
+        g, out = np.expand_dims(g, lift.squeeze), np.expand_dims(out, lift.squeeze)
+    d = op.backward[k](g, op.saved(out, *xs, **attrs), *xs, **attrs)
+    return np.reshape(unbroadcast(np.asarray(d), np.shape(xs[k])), np.shape(args[k]))
+
+
+def per_sample_forward(op, flags, attrs, *args):
+    """An op without a batching rule: its forward on each sample, stacked."""
+    n = _batch_size(flags, args)
+    return np.stack([np.asarray(op.forward(*_sample(args, flags, i), **attrs)) for i in range(n)])
+
+
+def per_sample_vjp(op, k, flags, attrs, g, out, *args):
+    """An op without a batching rule: its rule k on each sample; stacked for a batched input, else summed."""
+    parts = []
+    for i in range(_batch_size(flags, args)):
+        xs = _sample(args, flags, i)
+        d = op.backward[k](g[i], op.saved(out[i], *xs, **attrs), *xs, **attrs)
+        parts.append(unbroadcast(np.asarray(d), np.shape(xs[k])))
+    return np.stack(parts) if flags[k] else np.sum(parts, axis=0)
+
+
+def _batch_size(flags, args) -> int:
+    return next(len(a) for a, batched in zip(args, flags) if batched)
+
+
+def _sample(args, flags, i) -> list:
+    return [a[i] if batched else a for a, batched in zip(args, flags)]
