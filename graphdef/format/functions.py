@@ -21,19 +21,18 @@ from . import schema
 from ..errors import GraphDefError, did_you_mean
 from .initializers import ALIASES, INITIALIZERS
 from ..ops import OPS
-from ..ops.registry import accepts
+from ..ops.registry import REQUIRED, Attr, bind_attrs
 from .source import Source, parse, read_file
 
 ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "ints": list[int],
                    "floats": list[float], "any": None}
 CALL_KEYS = ("op", "inputs", "description", "parameters")
-MISSING = object()
 
 
 @dataclass(frozen=True)
 class Function:
     name: str
-    attributes: dict  # name -> {type, default?, description?}
+    attributes: dict  # name -> Attr, the same records ops declare theirs with
     inputs: tuple  # the names of its inputs, in call order
     body: Callable  # attributes -> {inputs, parameters, constants, nodes, outputs}
     doc: str = ""
@@ -41,9 +40,14 @@ class Function:
     path: tuple = ()  # its place in that source
 
     def signature(self) -> str:
-        attrs = [f"{a}: {d['type']}" + (f" = {d['default']!r}" if "default" in d else "")
-                 for a, d in self.attributes.items()]
+        attrs = [f"{a.name}: {a.type_name()}" + ("" if a.default is REQUIRED else f" = {a.default!r}")
+                 for a in self.attributes.values()]
         return f"{self.name}({', '.join([*self.inputs, *attrs])})"
+
+
+def declared_attributes(spec: dict) -> dict:
+    """A function's `attributes:` section ({name: {type, default?}}) as Attr records."""
+    return {name: Attr(name, ATTRIBUTE_TYPES[d["type"]], d.get("default", REQUIRED)) for name, d in spec.items()}
 
 
 def _mlp(attrs):
@@ -61,9 +65,10 @@ def _mlp(attrs):
 
 
 PYTHON_FUNCTIONS = {
-    "mlp": Function("mlp", {"sizes": {"type": "ints"}, "activation": {"type": "string", "default": "relu"},
-                            "output_activation": {"type": "string", "default": "none"},
-                            "init": {"type": "string", "default": "glorot_uniform"}},
+    "mlp": Function("mlp", declared_attributes({"sizes": {"type": "ints"},
+                                                "activation": {"type": "string", "default": "relu"},
+                                                "output_activation": {"type": "string", "default": "none"},
+                                                "init": {"type": "string", "default": "glorot_uniform"}}),
                     ("x",), _mlp, doc="a stack of dense layers from a list of sizes (activation between, output_activation last)"),
 }
 
@@ -135,7 +140,7 @@ def _defined(source: Source, known: dict, problems: list) -> dict:
             problems.append(source.problem(("functions", name, "attributes"),
                                            f"attribute names also name values inside the function: {sorted(clash)}",
                                            "rename them"))
-        found[name] = Function(name, dict(spec.get("attributes") or {}), tuple(spec.get("inputs") or ()),
+        found[name] = Function(name, declared_attributes(spec.get("attributes") or {}), tuple(spec.get("inputs") or ()),
                                lambda attrs, spec=spec: spec,
                                spec.get("description", ""), source, ("functions", name))
     return found
@@ -218,29 +223,11 @@ class _Expander:
 
     def _bind(self, fn: Function, spec: dict, site: tuple, chain: tuple) -> dict | None:
         source, path = site
-        attrs, ok = {}, True
-        for key, value in spec.items():
-            if key in CALL_KEYS:
-                continue
-            declared = fn.attributes.get(key)
-            if declared is None:
-                ok = False
-                self.error((source, path + (key,)), f"function '{fn.name}' has no attribute '{key}'",
-                           did_you_mean(key, fn.attributes) or f"its attributes: {', '.join(fn.attributes) or 'none'}",
-                           chain)
-            elif not accepts(ATTRIBUTE_TYPES[declared["type"]], value):
-                ok = False
-                self.error((source, path + (key,)), f"attribute '{key}' of function '{fn.name}' must be "
-                           f"{declared['type']}, got {value!r}", chain=chain)
-            else:
-                attrs[key] = value
-        for key, declared in fn.attributes.items():
-            if key not in attrs and "default" in declared:
-                attrs[key] = declared["default"]
-            elif key not in attrs and key not in spec:
-                ok = False
-                self.error(site, f"function '{fn.name}' needs attribute '{key}' ({declared['type']})", chain=chain)
-        return attrs if ok else None
+        given = {k: v for k, v in spec.items() if k not in CALL_KEYS}
+        attrs, problems = bind_attrs(f"function '{fn.name}'", fn.attributes, given, fn.signature())
+        for key, message, hint in problems:
+            self.error((source, path + ((key,) if key else ())), message, hint, chain)
+        return None if problems else attrs
 
     def _parameters(self, fn, body, attrs, shared: dict, prefix: str, site: tuple, chain: tuple) -> dict:
         env = {}

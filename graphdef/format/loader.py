@@ -23,7 +23,7 @@ from .initializers import initialize
 from ..engine.graph import Graph, Vertex, topological_order
 from ..engine.model import Model
 from ..ops import OPS
-from ..ops.registry import REQUIRED, show_shape
+from ..ops.registry import bind_attrs, show_shape
 from ..pause_gc import without_gc
 from .source import LIMITS, Limits, Source, parse, read_file
 
@@ -235,24 +235,11 @@ class _Loader:
 
     def _attrs(self, path, op, spec) -> dict:
         """The node's attributes, checked, with defaults filled in so every rule sees every one."""
-        attrs = {}
-        for key, value in spec.items():
-            if key in NODE_KEYS:
-                continue
-            attr = op.attrs.get(key)
-            if attr is None:
-                known = ", ".join(op.attrs) or "none"
-                self.error(path + (key,), f"op '{op.name}' has no attribute '{key}'",
-                           did_you_mean(key, op.attrs) or f"its attributes: {known}")
-            elif not attr.accepts(value):
-                self.error(path + (key,), f"attribute '{key}' of op '{op.name}' must be {attr.type_name()}, "
-                           f"got {value!r}", f"usage: {op.signature()}")
-            else:
-                attrs[key] = value
-        for attr in op.attrs.values():
-            if attr.default is REQUIRED and attr.name not in spec:
-                self.error(path, f"op '{op.name}' needs attribute '{attr.name}'", f"usage: {op.signature()}")
-        return op.bind(attrs)
+        given = {k: v for k, v in spec.items() if k not in NODE_KEYS}
+        values, problems = bind_attrs(f"op '{op.name}'", op.attrs, given, op.signature())
+        for key, message, hint in problems:
+            self.error(path + ((key,) if key else ()), message, hint)
+        return op.bind(values)
 
     def _check_targets(self):
         for i, name in enumerate(self.doc["outputs"]):

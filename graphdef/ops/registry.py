@@ -251,6 +251,31 @@ def _signature(forward: Callable) -> tuple[tuple[str, ...], dict[str, Attr]]:
     return tuple(args), attrs
 
 
+def bind_attrs(what: str, declared: dict[str, Attr], given: dict, usage: str) -> tuple[dict, list]:
+    """The attributes of a call (of an op or a function, `what`), checked against their declarations.
+
+    Returns the values with defaults filled in, and the problems as (key or None, message, hint).
+    """
+    from ..errors import did_you_mean
+    values, problems = {}, []
+    for key, value in given.items():
+        attr = declared.get(key)
+        if attr is None:
+            problems.append((key, f"{what} has no attribute '{key}'",
+                             did_you_mean(key, declared) or f"its attributes: {', '.join(declared) or 'none'}"))
+        elif not attr.accepts(value):
+            problems.append((key, f"attribute '{key}' of {what} must be {attr.type_name()}, got {value!r}",
+                             f"usage: {usage}"))
+        else:
+            values[key] = value
+    for attr in declared.values():
+        if attr.name not in given and attr.default is REQUIRED:
+            problems.append((None, f"{what} needs attribute '{attr.name}' ({attr.type_name()})", f"usage: {usage}"))
+        elif attr.name not in given:
+            values[attr.name] = attr.default
+    return values, problems
+
+
 def accepts(tp, value) -> bool:
     """Whether a value from a YAML file fits an attribute type (annotation)."""
     if tp is None:
@@ -271,13 +296,14 @@ def accepts(tp, value) -> bool:
 
 
 def type_name(tp) -> str:
+    """An attribute type in the words a function's `attributes:` declares it with: int, ints, string, ..."""
     if tp is None:
         return "any"
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " | ".join(type_name(t) for t in typing.get_args(tp))
     if typing.get_origin(tp) in (list, tuple):
-        return f"list of {type_name(typing.get_args(tp)[0])}"
-    return "null" if tp is type(None) else tp.__name__
+        return f"{type_name(typing.get_args(tp)[0])}s"
+    return {type(None): "null", str: "string"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _default(value) -> str:
