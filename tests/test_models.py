@@ -1,4 +1,6 @@
-"""The lecture's worked numbers, reproduced from the files in models/."""
+"""The lecture's worked numbers, reproduced from the files in models/, and what the models mean on a batch."""
+import io
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,31 @@ def test_every_model_file_starts_with_the_schema_line():
         first = path.read_text(encoding="utf-8").splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema="), path.name
         graphdef.load(path)
+
+
+def test_logistic_regression_written_per_sample_trains_on_moons(tmp_path):
+    """y is [] and p is [1] per sample: on a batch, p - y must stay per sample (not [B, B])."""
+    history = graphdef.train(MODELS / "logistic.yaml", run_dir=tmp_path / "run", out=io.StringIO())
+    assert 0.8 < history[-1]["val_accuracy"] <= 1.0
+
+
+ISSUE_EXAMPLES = {  # per-sample graphs that broadcasting used to get wrong on a batch
+    "sum without an axis": ("x: {shape: [3]}", "s: {op: sum, inputs: [x]}"),
+    "softmax along axis 0": ("x: {shape: [3]}", "s: {op: softmax, inputs: [x], axis: 0}"),
+    "transpose with axes": ("x: {shape: [2, 3]}", "s: {op: transpose, inputs: [x], axes: [1, 0]}"),
+    "reshape to a sample shape": ("x: {shape: [2, 3]}", "s: {op: reshape, inputs: [x], shape: [3, 2]}"),
+    "vector times matrix": ("x: {shape: [3]}\n  m: {shape: [3, 2]}", "s: {op: matmul, inputs: [x, m]}"),
+    "matrix times vector": ("m: {shape: [2, 3]}\n  x: {shape: [3]}", "s: {op: matmul, inputs: [m, x]}"),
+    "scalar label against a [1] prediction": ("x: {shape: [1]}\n  y: {shape: []}", "s: {op: sub, inputs: [x, y]}"),
+}
+
+
+@pytest.mark.parametrize("name", ISSUE_EXAMPLES)
+def test_a_batch_computes_what_each_sample_computes(name):
+    inputs, node = ISSUE_EXAMPLES[name]
+    model = graphdef.loads(f"graphdef: 1\nname: t\ninputs:\n  {inputs}\nnodes:\n  {node}\noutputs: [s]\n")
+    rng = np.random.default_rng(0)
+    batch = {n: rng.normal(size=(4, *shape)) for n, shape in model.inputs.items()}
+    together = model.forward(batch)["s"]
+    alone = np.stack([model.forward({n: v[i] for n, v in batch.items()})["s"] for i in range(4)])
+    np.testing.assert_allclose(together, alone, rtol=1e-13)
