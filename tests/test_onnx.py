@@ -1,5 +1,6 @@
 """ONNX: every model exports and runs the same in onnxruntime; ONNX models (PyTorch's too) import and train."""
 import io
+import json
 import sys
 
 import numpy as np
@@ -162,3 +163,29 @@ def test_missing_onnx_package_is_a_clear_error(cli, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     code, _, err = cli("export", MODELS / "lecture.yaml", "-o", tmp_path / "x.onnx")
     assert code == 1 and 'pip install "graphdef[onnx]"' in err
+
+
+def test_ops_without_an_onnx_mapping_are_listed():
+    """Every built-in op carries its ONNX mapping on its record; this names any that does not."""
+    missing = sorted(name for name, op in graphdef.OPS.items() if op.onnx is None and not name.endswith("_test"))
+    assert missing == []
+
+
+def op_example_cases():
+    return [pytest.param(name, shapes, attrs, id=f"{name}-{i}") for name, op in sorted(graphdef.OPS.items())
+            if not name.endswith("_test") for i, (shapes, attrs) in enumerate(op.examples)]
+
+
+@pytest.mark.parametrize("name, shapes, attrs", op_example_cases())
+def test_every_op_exports_with_its_batch_semantics(name, shapes, attrs):
+    """One node per registry example, fed a batch of 3 in onnxruntime: what graphdef computes per sample."""
+    op = graphdef.OPS[name]
+    inputs = ", ".join(f"x{i}: {{shape: {list(s)}}}" for i, s in enumerate(shapes))
+    node = {"op": name, "inputs": [f"x{i}" for i in range(len(shapes))], **attrs}
+    model = graphdef.loads(f"graphdef: 1\nname: one\ninputs: {{{inputs}}}\nnodes: {{out: {json.dumps(node)}}}\n"
+                           "outputs: [out]\n")
+    rng = np.random.default_rng(0)
+    domains = list(op.domain) + [(-2.0, 2.0)] * (len(shapes) - len(op.domain))
+    feeds = {f"x{i}": rng.uniform(lo, hi, size=(3, *s)) for i, (s, (lo, hi)) in enumerate(zip(shapes, domains))}
+    theirs = run_onnxruntime(gx.export(model), feeds)["out"]
+    np.testing.assert_allclose(model.forward(feeds)["out"], theirs, rtol=1e-9, atol=1e-12)

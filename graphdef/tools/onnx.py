@@ -78,6 +78,8 @@ class _Exporter:
         """ReduceSum/ReduceMean over axes (None: all), with axes as an input or attribute by opset."""
         as_input = op_type == "ReduceSum" and self.opset >= 13 or self.opset >= 18
         axes = None if axes is None else list((axes,) if isinstance(axes, int) else axes)
+        if axes == []:  # no axis to reduce (a scalar sample); ONNX would read an empty list as all of them
+            return self.node("Identity", [x], out)
         if axes is None:
             return self.node(op_type, [x], out, keepdims=int(keepdims))
         if as_input:
