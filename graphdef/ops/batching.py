@@ -63,9 +63,19 @@ def reduction(shapes, batched, *, axis, **attrs) -> Lift:
 
 
 def losses(shapes, batched, *, axis, batch_dims, **attrs) -> Lift:
-    """Per-sample losses: aligned inputs, the class axis shifted, and one more leading axis kept per sample."""
+    """Per-sample losses: the class axis shifted, and one more leading axis kept per sample.
+
+    Every input is lifted to the full batched rank (an unbatched one gets a leading singleton
+    axis too): the rules also apply the shifted axis to one input alone (softmax_cross_entropy's
+    log-softmax of z, Σ t along the axis), where it must name the same axis in every input.
+    """
     rank = max(ranks(shapes))
-    return Lift(_aligned(shapes, batched), {**attrs, "axis": shift(axis, rank), "batch_dims": batch_dims + 1})
+    expand = tuple(tuple(range(1, 1 + rank - len(s))) if b else tuple(range(1 + rank - len(s)))
+                   for s, b in zip(shapes, batched))
+    return Lift(expand, {**attrs, "axis": shift(axis, rank), "batch_dims": batch_dims + 1})
+
+
+BROADCASTING = (elementwise, losses)  # the rules of ops whose inputs broadcast together
 
 
 def permutation(shapes, batched, *, axes) -> Lift:

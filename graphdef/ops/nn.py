@@ -88,7 +88,14 @@ def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean", batch_dims=0):
 
 LOSS_EXAMPLES = [ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                  ex((3, 2), (3, 2), axis=0, reduction="sum"), ex((2, 3), (2, 3), reduction="none"),
-                 ex((2, 4, 3), (2, 4, 3), batch_dims=1), ex((2, 3), (3,), batch_dims=1, reduction="sum")]
+                 ex((2, 4, 3), (2, 4, 3), batch_dims=1), ex((2, 3), (3,), batch_dims=1, reduction="sum"),
+                 ex((2, 3), (3,), axis=0), ex((3,), (2, 3))]
+
+
+def _broadcast(x, *others):
+    """x at the broadcast shape of itself and `others` (a gradient for a target larger than the prediction)."""
+    shape = np.broadcast_shapes(np.shape(x), *(np.shape(o) for o in others))
+    return x if np.shape(x) == shape else np.broadcast_to(x, shape)
 
 
 def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean", batch_dims: int = 0):
@@ -113,7 +120,7 @@ def onnx_loss(e, logp: str, t: str, out: str, a: dict) -> str:
 
 register_op("cross_entropy", _cross_entropy,
             ("_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * t / p",
-             "_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * np.log(p)"),
+             "_broadcast(_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * np.log(p), t)"),
             shape=_loss_shape, batch=losses, examples=LOSS_EXAMPLES, domain=[PROBABILITY, PROBABILITY],
             fault="log of a zero probability: use softmax_cross_entropy on logits instead",
             onnx=lambda e, i, o, a: onnx_loss(e, e.node("Log", [i[0]]), i[1], o, a))
@@ -136,8 +143,8 @@ def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction, batch_dims):
 
 register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: (softmax, log-softmax)
             ("_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims)"
-             " * (t - out[0] * t.sum(axis, keepdims=True))",
-             "_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1]"),
+             " * (t - out[0] * _broadcast(t, z).sum(axis, keepdims=True))",
+             "_broadcast(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1], t)"),
             shape=_loss_shape, batch=losses, save=_softmax_cross_entropy_saving, examples=LOSS_EXAMPLES,
             domain=[REAL, PROBABILITY],
             onnx=lambda e, i, o, a: onnx_loss(e, e.node("LogSoftmax", [i[0]], axis=a["axis"]), i[1], o, a))

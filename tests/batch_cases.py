@@ -1,0 +1,136 @@
+"""Shared by test_batching.py and test_reference.py: cases generated from the op registry and
+models/, one-op models, batched feeds, and the per-sample oracle of the batching semantics.
+
+The semantics under test: declared shapes describe one sample. A batch gives some inputs
+one extra leading axis; the value of every vertex is then the stack of its per-sample
+values, the gradient of sum(of) w.r.t. a batched input is the stack of the per-sample
+gradients, and w.r.t. anything shared (an unbatched input, a parameter) their sum.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphdef
+from graphdef.ops import OPS
+from graphdef.ops.registry import REAL
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+MODEL_FILES = sorted(p.name for p in MODELS.glob("*.yaml"))
+B = 3  # samples in a batch
+
+
+def seed_of(*parts) -> int:
+    """A seed stable across processes (hash() of a str is salted per run)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def builtin_ops() -> dict:
+    return {name: op for name, op in OPS.items() if not name.endswith("_test")}
+
+
+def batchings(arity: int) -> list[tuple[int, ...]]:
+    """Which inputs carry the batch axis: every non-empty subset for up to two inputs; else each
+    input alone, each pair and all of them."""
+    if arity <= 2:
+        sizes = range(1, arity + 1)
+    else:
+        sizes = [1, 2, arity]
+    return [c for r in sizes for c in itertools.combinations(range(arity), r)]
+
+
+def example_cases(batched: bool):
+    """pytest params (op name, example index, batched input positions) for every built-in op example."""
+    cases = []
+    for name, op in builtin_ops().items():
+        for i, _ in enumerate(op.examples):
+            for which in batchings(op.arity) if batched else [()]:
+                tag = "-b" + "".join(map(str, which)) if batched else ""
+                cases.append(pytest.param(name, i, which, id=f"{name}-{i}{tag}"))
+    return cases
+
+
+def one_op_model(name: str, shapes, attrs: dict, reference: bool = False) -> graphdef.Model:
+    """Inputs x0..xn with the example's per-sample shapes, one node `out` applying the op."""
+    inputs = {f"x{i}": {"shape": list(s)} for i, s in enumerate(shapes)}
+    node = {"op": name, "inputs": list(inputs), **attrs}
+    doc = {"graphdef": 1, "name": "one", "inputs": inputs, "nodes": {"out": node}, "outputs": ["out"]}
+    model = graphdef.loads(json.dumps(doc))  # JSON is YAML
+    return with_reference(model) if reference else model
+
+
+def with_reference(model: graphdef.Model) -> graphdef.Model:
+    """The same model (same graph and parameter arrays) on the reference interpreter."""
+    return graphdef.Model(model.graph, model.doc, model.source, reference=True)
+
+
+def sample_inputs(op, shapes, which, rng, n=B) -> dict:
+    """Feeds x0..xn from the op's domain; inputs in `which` get a leading batch axis of n samples."""
+    domains = list(op.domain) + [REAL] * (len(shapes) - len(op.domain))
+    return {f"x{i}": rng.uniform(lo, hi, size=((n,) if i in which else ()) + tuple(shape))
+            for i, (shape, (lo, hi)) in enumerate(zip(shapes, domains))}
+
+
+def sample_of(feeds: dict, batched, i: int) -> dict:
+    """Sample i of a batched feed: batched inputs indexed, the others as they are."""
+    return {k: v[i] if k in batched else v for k, v in feeds.items()}
+
+
+def model_feeds(model: graphdef.Model, rng, n: int | None = B, batched=None) -> dict:
+    """Sensible random inputs for a model of models/: inputs named y... are one-hot targets
+    (a vector one-hot over its last axis; several scalar y inputs one-hot together), the others
+    standard normal (features, pixels: any real works, and both signs keep ReLUs alive).
+    `n`: batch size (None: one sample); `batched`: which inputs carry it (default all)."""
+    batched = set(model.inputs) if batched is None else set(batched)
+    feeds = {}
+    scalar_targets = [k for k, s in model.inputs.items() if k.startswith("y") and s == ()]
+    classes = rng.integers(max(len(scalar_targets), 2), size=n or 1)  # per sample: which y is hot (a lone y: 0 or 1)
+    for name, shape in model.inputs.items():
+        lead = (n,) if n is not None and name in batched else ()
+        if name in scalar_targets:
+            feeds[name] = (classes if lead else classes[0]) == scalar_targets.index(name)
+            feeds[name] = np.asarray(feeds[name], dtype=float)
+        elif name.startswith("y"):
+            feeds[name] = np.eye(shape[-1])[rng.integers(shape[-1], size=lead + tuple(shape[:-1]))]
+        else:
+            feeds[name] = rng.normal(size=lead + tuple(shape))
+    return feeds
+
+
+def load_model(file: str, reference: bool = False) -> graphdef.Model:
+    model = graphdef.load(MODELS / file, seed=0)
+    return with_reference(model) if reference else model
+
+
+def close(actual, expected, what: str, rtol=1e-10, atol=1e-12) -> None:
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def check_batch_equivalence(model: graphdef.Model, feeds: dict, batched, n: int = B, of: str | None = None) -> dict:
+    """The batched model against n per-sample calls of it: values stack (a node that no batched
+    input reaches is shared: equal to every sample's value); gradients of sum(of) stack for batched
+    inputs and sum for everything shared (unbatched inputs and parameters). Returns the per-sample
+    gradients."""
+    batched = set(batched)
+    wrt = [*model.inputs, *model.parameters]
+    values, grads = model.value_and_gradients(feeds, of=of, wrt=wrt)
+    per = [model.value_and_gradients(sample_of(feeds, batched, i), of=of, wrt=wrt) for i in range(n)]
+    reached = model.graph.reachable(batched)
+    for name in [s.name for s in model.steps]:
+        if name in reached:
+            close(values[name], np.stack([v[name] for v, _ in per]), f"value of '{name}'")
+        else:
+            for v, _ in per:
+                close(values[name], v[name], f"value of shared '{name}'")
+    for name in wrt:
+        parts = [g[name] for _, g in per]
+        expected = np.stack(parts) if name in batched else np.sum(parts, axis=0)
+        close(grads[name], expected, f"gradient w.r.t. {'batched' if name in batched else 'shared'} '{name}'")
+    return {name: [g[name] for _, g in per] for name in wrt}
