@@ -92,3 +92,43 @@ def test_generated_code_inlines_lambda_rules_and_reports_the_failing_step(cli, w
                  "outputs: [z]\n")
     code, _, err = cli("grad", path, "--at", "x=[1, 2]", "--at", "y=[1, 2, 3]")
     assert code == 1 and f"{path}:7:" in err and "node 'z' (add) failed" in err
+
+
+def test_summary_counts_and_vertex_rows_of_the_lecture_model(cli):
+    import graphdef
+    from graphdef.tools.summary import VERTEX_COLUMNS, summary
+    s = summary(graphdef.load(LECTURE))
+    assert (s.name, s.vertices, s.steps, s.nodes, s.inputs, s.parameters, s.literals, s.parameter_values) == \
+        ("lecture", 6, 3, 3, 2, 0, 1, 0)
+    assert s.rows == (("a", "input", "", "[]", ""), ("b", "input", "", "[]", ""), ("c", "node", "add", "[]", ""),
+                      ("d", "node", "add", "[]", ""), ("e", "node", "mul", "[]", ""), ("d[1]", "literal", "", "[]", ""))
+    code, out, _ = cli("show", LECTURE)  # show prints exactly these rows, then the counts
+    assert code == 0 and out.splitlines()[0].split() == list(VERTEX_COLUMNS)
+    assert [line.split() for line in out.splitlines()[1:-1]] == [[c for c in row if c] for row in s.rows]
+    assert out.splitlines()[-1] == "lecture: 6 vertices, 3 steps, 0 parameter values in 0 arrays"
+    assert cli("validate", LECTURE)[1] == f"ok: {LECTURE}: 3 nodes, 2 inputs, 0 parameters\n"
+
+
+def test_step_table_marks_the_steps_on_the_backward_path():
+    import graphdef
+    from graphdef.tools.summary import step_table
+    plan = step_table(graphdef.load(LECTURE), of="d", wrt=["b"])
+    assert (plan.of, plan.wrt, plan.backward) == ("d", ("b",), 1)
+    assert plan.header[-1] == "on the backward path of d"
+    assert [(r[1], r[2], r[3], r[5]) for r in plan.rows] == [("c", "add", "a, b", ""), ("d", "add", "b, d[1]", "yes"),
+                                                             ("e", "mul", "c, d", "")]
+
+
+def test_prediction_columns_per_element_and_the_class_of_a_2d_output(cli, tmp_path):
+    from graphdef.training import prediction_columns
+    from graphdef.training.tables import to_csv
+    scores = np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]])
+    columns = prediction_columns({"probs": scores})
+    assert list(columns) == ["probs[0]", "probs[1]", "class"]
+    assert columns["probs[1]"].tolist() == [0.8, 0.1, 0.7] and columns["class"].tolist() == [1, 0, 1]
+    assert to_csv(columns).splitlines()[:2] == ["probs[0],probs[1],class", "0.2,0.8,1"]
+    columns = prediction_columns({"p": np.array([1.0, 2.0]), "q": np.zeros((2, 2, 2))})  # no class: two outputs
+    assert list(columns) == ["p", "q[0]", "q[1]", "q[2]", "q[3]"]
+    code, _, err = cli("predict", MODELS / "mlp.yaml", "--data", "xor", "-o", tmp_path / "p.csv")
+    assert code == 0, err
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "probs[0],probs[1],class"

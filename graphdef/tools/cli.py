@@ -1,34 +1,37 @@
 """The `graphdef` command: a thin layer over the Python API.
 
 main(argv, stdout, stderr) -> exit code: 0 success, 1 invalid model or data, 2 usage error.
+
+Each command is a row of COMMANDS (name, function, help, arguments), built into an argparse
+parser by _build_parser; its cmd_* function calls the API and prints the result.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import yaml
 
 from . import draw
-from .. import evaluate, load, predict, train
-from ..format.functions import standard_library
-from ..ops.registry import show_shape
-from .explain import cost, diamond_table, explain_paths, explain_sweep
-from ..training.plot import plot_run
-from ..format.data import read_arrays
-from ..errors import GraphDefError
+from .. import __version__, evaluate, load, predict, train
 from ..engine.model import METHODS
-from ..ops import OPS
+from ..errors import GraphDefError
+from ..format.data import read_arrays
+from ..format.functions import standard_library
 from ..format.schema import schema_text
 from ..format.serialize import atomic_write, save
 from ..format.source import Limits
+from ..ops import OPS
 from ..training.optimizers import DEFAULTS as OPTIMIZERS
+from ..training.plot import plot_run
+from ..training.tables import prediction_columns, to_csv
+from .explain import cost, diamond_table, explain_paths, explain_sweep
+from .summary import VERTEX_COLUMNS, step_table, summary
 
 
 class UsageError(Exception):
@@ -36,14 +39,18 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors to the caller instead of exiting."""
+    """argparse that reports usage errors to the caller instead of exiting, and prints help to `out`."""
+
+    def __init__(self, *args, out=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.out = out
 
     def error(self, message):
         raise UsageError(f"{message}\n{self.format_usage().strip()}")
 
     def _print_message(self, message, file=None):
         if message:
-            self.out.write(message)
+            (self.out or sys.stdout).write(message)
 
 
 def console() -> None:
@@ -87,10 +94,16 @@ def cmd_validate(args, out, err):
             failed += 1
             print(e, file=err)
             continue
-        kinds = [v.kind for v in model.graph.vertices.values()]
-        print(f"ok: {file}: {kinds.count('node')} nodes, {kinds.count('input')} inputs, "
-              f"{kinds.count('parameter')} parameters", file=out)
+        s = summary(model)
+        print(f"ok: {file}: {s.nodes} nodes, {s.inputs} inputs, {s.parameters} parameters", file=out)
     return 1 if failed else 0
+
+
+def cmd_show(args, out, err):
+    s = summary(_load(args, args.model))
+    _table(VERTEX_COLUMNS, s.rows, out)
+    print(f"{s.name}: {s.vertices} vertices, {s.steps} steps, "
+          f"{s.parameter_values:,} parameter values in {s.parameters} arrays", file=out)
 
 
 def cmd_run(args, out, err):
@@ -147,15 +160,12 @@ def cmd_cost(args, out, err):
 
 def cmd_plan(args, out, err):
     model = _load(args, args.model)
-    of, wrt = model.resolve(args.of, args.wrt)
-    steps, wanted = model.backward_plan(of, tuple(wrt))
-    rows = [(str(i), s.name, s.op.name, ", ".join(s.inputs), ", ".join(f"{k}={v}" for k, v in s.attrs.items()),
-             "yes" if s in steps else "") for i, s in enumerate(model.steps)]
-    _table(("#", "vertex", "op", "inputs", "attributes", f"on the backward path of {of}"), rows, out)
-    print(f"{len(model.steps)} forward steps; backward visits {len(steps)} of them "
-          f"for ∂{of}/∂({', '.join(wrt)})", file=out)
+    plan = step_table(model, args.of, args.wrt)
+    _table(plan.header, plan.rows, out)
+    print(f"{len(plan.rows)} forward steps; backward visits {plan.backward} of them "
+          f"for ∂{plan.of}/∂({', '.join(plan.wrt)})", file=out)
     if args.code:
-        print("\n" + model.compiled_backprop(of, wrt).source, file=out)
+        print("\n" + model.compiled_backprop(plan.of, plan.wrt).source, file=out)
 
 
 def cmd_export(args, out, err):
@@ -213,22 +223,13 @@ def cmd_eval(args, out, err):
 
 
 def cmd_predict(args, out, err):
-    predictions = predict(_load(args, args.model), args.data)
-    columns = {}
-    for name, values in predictions.items():
-        flat = values.reshape(len(values), -1)
-        columns |= {name: flat[:, 0]} if values.ndim == 1 else {f"{name}[{i}]": flat[:, i] for i in range(flat.shape[1])}
-    if len(predictions) == 1 and next(iter(predictions.values())).ndim == 2:
-        columns["class"] = np.argmax(next(iter(predictions.values())), axis=-1)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(zip(*(c.tolist() for c in columns.values())))
+    columns = prediction_columns(predict(_load(args, args.model), args.data))
+    text = to_csv(columns)
     if args.output:
-        atomic_write(args.output, text.getvalue().encode())
+        atomic_write(args.output, text.encode())
         print(f"wrote {len(next(iter(columns.values())))} predictions to {args.output}", file=err)
     else:
-        out.write(text.getvalue())
+        out.write(text)
 
 
 def cmd_ops(args, out, err):
@@ -238,16 +239,6 @@ def cmd_ops(args, out, err):
     print("functions (standard library; expanded into primitive ops when a model loads):", file=out)
     for fn in sorted(standard_library().values(), key=lambda f: f.name):
         print(f"  {fn.signature()}  [function]\n      {fn.doc}", file=out)
-
-
-def cmd_show(args, out, err):
-    model = _load(args, args.model)
-    rows = [(v.name, v.kind, v.op.name if v.op else "", show_shape(v.shape), v.call or "")
-            for v in model.graph.vertices.values()]
-    _table(("vertex", "kind", "op", "shape", "call"), rows, out)
-    size = sum(p.size for p in model.parameters.values())
-    print(f"{model.name}: {len(model.graph)} vertices, {len(model.steps)} steps, "
-          f"{size:,} parameter values in {len(model.parameters)} arrays", file=out)
 
 
 def cmd_schema(args, out, err):
@@ -281,7 +272,7 @@ def _inputs(args) -> dict:
     return values
 
 
-def _table(header: tuple, rows: list, out) -> None:
+def _table(header: tuple, rows, out) -> None:
     """Columns padded to their widest cell."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -295,116 +286,137 @@ def _fmt(value) -> str:
     return np.array2string(value, separator=", ", formatter={"float_kind": lambda x: f"{x:.8g}"})
 
 
+# -- the command table ---------------------------------------------------------------
+
+class Arg(NamedTuple):
+    """One add_argument call, as data."""
+
+    flags: tuple
+    options: dict
+
+    def but(self, **changes) -> Arg:
+        """The same argument with some options changed (a different help text, say)."""
+        return Arg(self.flags, {**self.options, **changes})
+
+
+def arg(*flags, **options) -> Arg:
+    return Arg(flags, options)
+
+
+class Command(NamedTuple):
+    name: str
+    func: Callable  # (args, out, err) -> exit code or None
+    help: str  # also the description of `graphdef NAME --help`
+    arguments: tuple[Arg, ...] = ()
+    loads_models: bool = True  # takes LOAD_OPTIONS
+
+
+# Arguments several commands share, defined once.
+LOAD_OPTIONS = (
+    arg("--limit", action="append", metavar="NAME=N",
+        help="raise a safety limit for a file you trust: " + ", ".join(Limits.__dataclass_fields__)),
+    arg("--allow-outside-weights", action="store_true", help="let a model read a weights file outside its own folder"),
+    arg("--dtype", choices=["float32", "float64"], help="override the model's dtype"),
+)
+MODEL = arg("model", metavar="MODEL")
+JSON = arg("--json", action="store_true", help="print one JSON object")
+AT = arg("--at", action="append", metavar="NAME=VALUE", help="an input value, a YAML literal")
+INPUTS = arg("--inputs", metavar="DATA", help="input values from a .npz or .json file")
+AT_INPUTS_JSON = (MODEL.but(metavar="FILE"), AT, INPUTS, JSON)  # run and grad: a model at given input values
+OF = arg("--of", metavar="NODE")
+WRT = arg("--wrt", nargs="+", metavar="NAME")
+OUTPUT = arg("-o", "--output")
+DATA_HELP = "built-in data set (xor, moons, spirals, digits) or a .csv/.npz file"
+
+COMMANDS = (
+    Command("validate", cmd_validate, "check model files against the schema and the op rules",
+            (arg("files", nargs="+", metavar="FILE"),)),
+    Command("run", cmd_run, "evaluate a model's outputs", (
+        *AT_INPUTS_JSON,
+        arg("--check-numerics", action="store_true", help="stop at the first vertex producing NaN or infinity, naming it"),
+    )),
+    Command("grad", cmd_grad, "differentiate a model at given inputs", (
+        *AT_INPUTS_JSON,
+        arg("--no-check-numerics", dest="check_numerics", action="store_false",
+            help="do not stop at NaN or infinity (checked by default)"),
+        OF.but(help="vertex to differentiate (default: loss, else the output)"),
+        WRT.but(help="inputs/parameters (default: all)"),
+        arg("--method", choices=METHODS, default="reverse"),
+        arg("--explain", action="store_true",
+            help="show the backward sweep step by step (with --method paths: every path and its product)"),
+    )),
+    Command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges", (
+        MODEL, AT.but(help="an input value: show forward values"), INPUTS,
+        OF.but(help="also show ∂NODE/∂vertex on every vertex (needs input values)"),
+        OUTPUT.but(required=True, metavar="OUT", help="OUT.svg, .png, .pdf or .dot"),
+        arg("--max-nodes", type=int, default=draw.MAX_NODES, metavar="N",
+            help="collapse groups, then drop far vertices, above this many (default %(default)s)"),
+    )),
+    Command("cost", cmd_cost, "work of the path sum against the backward sweep", (
+        MODEL.but(nargs="?"), OF, WRT,
+        arg("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH"),
+    )),
+    Command("plan", cmd_plan, "the compiled execution plan: steps in order, and the generated code", (
+        MODEL, OF, WRT, arg("--code", action="store_true", help="print the generated forward-and-backward function"),
+    )),
+    Command("export", cmd_export, "export a model (trained weights too) to ONNX", (
+        MODEL, OUTPUT.but(required=True, metavar="OUT.onnx"),
+        arg("--opset", type=int, default=18, help="ONNX opset (13 or newer; default %(default)s)"),
+    )),
+    Command("import", cmd_import, "import an ONNX model as graphdef YAML + weights", (
+        MODEL.but(metavar="MODEL.onnx"), OUTPUT.but(required=True, metavar="OUT.yaml"),
+        arg("--weights", metavar="WEIGHTS.npz", help="default: OUT.weights.npz beside OUT.yaml"),
+        arg("--name", help="the model's name (default: the file's)"),
+        arg("--loss", choices=["softmax_cross_entropy", "cross_entropy", "mse"],
+            help="add a target input `y` and this loss on the first output, so the model can be trained"),
+    ), loads_models=False),
+    Command("onnx-conformance", cmd_conformance, "run ONNX's own node test cases for the ops graphdef imports",
+            (arg("--report", metavar="FILE.md", help="also write the cases run, passed and skipped (with why)"),),
+            loads_models=False),
+    Command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)",
+            (arg("run_dir", metavar="RUN_DIR"),), loads_models=False),
+    Command("train", cmd_train, "train a model and save it in a run directory", (
+        MODEL.but(nargs="?"),
+        arg("--data", help=DATA_HELP + " (default: the model's training.data)"),
+        arg("--epochs", type=int, metavar="N"),
+        arg("--lr", type=float, metavar="X", help="learning rate"),
+        arg("--optimizer", choices=list(OPTIMIZERS), help="replaces the model's optimizer settings"),
+        arg("--batch-size", type=int, metavar="N"),
+        arg("--seed", type=int, metavar="N"),
+        OUTPUT.but(metavar="RUN_DIR", help="where to save (default: runs/NAME, never reused)"),
+        arg("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint"),
+        arg("--force", action="store_true", help="overwrite an existing run directory"),
+        JSON.but(help="print the history as one JSON object"),
+        arg("--check-numerics", action="store_true",
+            help="check every batch for NaN or infinity, naming the vertex (slower)"),
+    )),
+    Command("eval", cmd_eval, "loss and metrics of a (trained) model", (
+        MODEL, arg("--data", help=DATA_HELP + " (default: the held-out split of its training data)"), JSON,
+    )),
+    Command("predict", cmd_predict, "predictions of a (trained) model, as CSV", (
+        MODEL, arg("--data", required=True, help=DATA_HELP),
+        OUTPUT.but(metavar="FILE.csv", help="write here instead of standard output"),
+    )),
+    Command("ops", cmd_ops, "list the registered ops and the standard library's functions", loads_models=False),
+    Command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from", (MODEL,)),
+    Command("schema", cmd_schema, "print the JSON Schema of the model format", loads_models=False),
+)
+
+
 def _build_parser(out) -> argparse.ArgumentParser:
-    parser = _Parser(prog="graphdef", description="Declarative computation graphs in YAML.")
-    parser.out = out
-    parser.add_argument("--version", action="version", version="graphdef 0.1.0")
+    """The argparse parser of COMMANDS; help and usage go to `out`."""
+    parser = _Parser(prog="graphdef", description="Declarative computation graphs in YAML.", out=out)
+    parser.add_argument("--version", action="version", version=f"graphdef {__version__}")
     sub = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    load_options = _add_arguments(argparse.ArgumentParser(add_help=False), LOAD_OPTIONS)
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help, description=c.help, out=out,
+                           parents=[load_options] if c.loads_models else [])
+        _add_arguments(p, c.arguments).set_defaults(command=c.func)
+    return parser
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--limit", action="append", metavar="NAME=N",
-                        help="raise a safety limit for a file you trust: " + ", ".join(Limits.__dataclass_fields__))
-    common.add_argument("--allow-outside-weights", action="store_true",
-                        help="let a model read a weights file outside its own folder")
-    common.add_argument("--dtype", choices=["float32", "float64"], help="override the model's dtype")
 
-    def command(name, func, help, loads_models=True):
-        p = sub.add_parser(name, help=help, description=help, parents=[common] if loads_models else [])
-        p.out = out
-        p.set_defaults(command=func)
-        return p
-
-    p = command("validate", cmd_validate, "check model files against the schema and the op rules")
-    p.add_argument("files", nargs="+", metavar="FILE")
-
-    for name, func, help in [("run", cmd_run, "evaluate a model's outputs"),
-                             ("grad", cmd_grad, "differentiate a model at given inputs")]:
-        p = command(name, func, help)
-        p.add_argument("model", metavar="FILE")
-        p.add_argument("--at", action="append", metavar="NAME=VALUE", help="an input value, a YAML literal")
-        p.add_argument("--inputs", metavar="DATA", help="input values from a .npz or .json file")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        if name == "run":
-            p.add_argument("--check-numerics", action="store_true",
-                           help="stop at the first vertex producing NaN or infinity, naming it")
-        if name == "grad":
-            p.add_argument("--no-check-numerics", dest="check_numerics", action="store_false",
-                           help="do not stop at NaN or infinity (checked by default)")
-            p.add_argument("--of", metavar="NODE", help="vertex to differentiate (default: loss, else the output)")
-            p.add_argument("--wrt", nargs="+", metavar="NAME", help="inputs/parameters (default: all)")
-            p.add_argument("--method", choices=METHODS, default="reverse")
-            p.add_argument("--explain", action="store_true",
-                           help="show the backward sweep step by step (with --method paths: every path and its product)")
-
-    p = command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--at", action="append", metavar="NAME=VALUE", help="an input value: show forward values")
-    p.add_argument("--inputs", metavar="DATA", help="input values from a .npz or .json file")
-    p.add_argument("--of", metavar="NODE", help="also show ∂NODE/∂vertex on every vertex (needs input values)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.svg, .png, .pdf or .dot")
-    p.add_argument("--max-nodes", type=int, default=draw.MAX_NODES, metavar="N",
-                   help="collapse groups, then drop far vertices, above this many (default %(default)s)")
-
-    p = command("cost", cmd_cost, "work of the path sum against the backward sweep")
-    p.add_argument("model", nargs="?", metavar="MODEL")
-    p.add_argument("--of", metavar="NODE")
-    p.add_argument("--wrt", nargs="+", metavar="NAME")
-    p.add_argument("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH")
-
-    p = command("plan", cmd_plan, "the compiled execution plan: steps in order, and the generated code")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--of", metavar="NODE")
-    p.add_argument("--wrt", nargs="+", metavar="NAME")
-    p.add_argument("--code", action="store_true", help="print the generated forward-and-backward function")
-
-    p = command("export", cmd_export, "export a model (trained weights too) to ONNX")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (13 or newer; default %(default)s)")
-
-    p = command("import", cmd_import, "import an ONNX model as graphdef YAML + weights", loads_models=False)
-    p.add_argument("model", metavar="MODEL.onnx")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.yaml")
-    p.add_argument("--weights", metavar="WEIGHTS.npz", help="default: OUT.weights.npz beside OUT.yaml")
-    p.add_argument("--name", help="the model's name (default: the file's)")
-    p.add_argument("--loss", choices=["softmax_cross_entropy", "cross_entropy", "mse"],
-                   help="add a target input `y` and this loss on the first output, so the model can be trained")
-
-    p = command("onnx-conformance", cmd_conformance, "run ONNX's own node test cases for the ops graphdef imports",
-                loads_models=False)
-    p.add_argument("--report", metavar="FILE.md", help="also write the cases run, passed and skipped (with why)")
-
-    p = command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)", loads_models=False)
-    p.add_argument("run_dir", metavar="RUN_DIR")
-
-    data_help = "built-in data set (xor, moons, spirals, digits) or a .csv/.npz file"
-    p = command("train", cmd_train, "train a model and save it in a run directory")
-    p.add_argument("model", nargs="?", metavar="MODEL")
-    p.add_argument("--data", help=data_help + " (default: the model's training.data)")
-    p.add_argument("--epochs", type=int, metavar="N")
-    p.add_argument("--lr", type=float, metavar="X", help="learning rate")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help="replaces the model's optimizer settings")
-    p.add_argument("--batch-size", type=int, metavar="N")
-    p.add_argument("--seed", type=int, metavar="N")
-    p.add_argument("-o", "--output", metavar="RUN_DIR", help="where to save (default: runs/NAME, never reused)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
-    p.add_argument("--json", action="store_true", help="print the history as one JSON object")
-    p.add_argument("--check-numerics", action="store_true",
-                   help="check every batch for NaN or infinity, naming the vertex (slower)")
-
-    p = command("eval", cmd_eval, "loss and metrics of a (trained) model")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--data", help=data_help + " (default: the held-out split of its training data)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-    p = command("predict", cmd_predict, "predictions of a (trained) model, as CSV")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--data", required=True, help=data_help)
-    p.add_argument("-o", "--output", metavar="FILE.csv", help="write here instead of standard output")
-
-    command("ops", cmd_ops, "list the registered ops and the standard library's functions", loads_models=False)
-    p = command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from")
-    p.add_argument("model", metavar="MODEL")
-    command("schema", cmd_schema, "print the JSON Schema of the model format", loads_models=False)
+def _add_arguments(parser: argparse.ArgumentParser, arguments) -> argparse.ArgumentParser:
+    for a in arguments:
+        parser.add_argument(*a.flags, **a.options)
     return parser
