@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from ..ops import Expr, unbroadcast
+from ..ops import Expr, broadcast_shape, unbroadcast
 from .lift import PER_SAMPLE, StepError, lift_of, per_sample_forward, per_sample_vjp
 
 CAUGHT = (ValueError, TypeError, ArithmeticError, IndexError, AttributeError)
@@ -254,7 +254,7 @@ def compile_backprop(graph, steps, backward_steps, of: str, wrt, wanted, keep=()
     _forward_lines(w, steps, saving)
     keep = set(wrt) | set(keep)
     has = {of}
-    scale = f", 1 / {w.slot(of)}.size" if mean and of in batched else ""
+    scale = f", 1 / len({w.slot(of)})" if mean and of in batched else ""  # the mean over samples
     w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"seed({w.slot(of)}{scale})"), reads=[w.slot(of)])
     for step in reversed(backward_steps):
         for k, (arg, rule) in enumerate(zip(step.inputs, step.op.backward)):
@@ -309,16 +309,24 @@ def _accumulate(w: _Writer, step, arg: str, vjp: str, accumulate: bool, comment:
 
 
 def _same_shape(w: _Writer, step, k: int, lift) -> bool:
-    """Whether rule k surely returns its input's (lifted) shape, from static shapes or the op's nature."""
+    """Whether rule k surely returns its input's (lifted) shape, so no sum back is needed.
+
+    A rule returns its input's shape, or, for an op whose inputs broadcast together, the
+    broadcast shape: decided here from static shapes when they are known.
+    """
+    if lift is PER_SAMPLE or not step.op.broadcasts:
+        return True
     if step.op.elementwise and len(step.inputs) == 1:
         return True
-    x, out = _static(w, step.inputs[k]), _static(w, step.name)
-    if x is None or out is None:
+    shapes = [_static(w, a) for a in step.inputs]
+    if None in shapes:
         return False
-    if lift is not None and lift is not PER_SAMPLE:
-        x = _expand_static(x, lift.expand[k])
-        out = _expand_static(out, lift.squeeze)
-    return x == out
+    if lift is not None:
+        shapes = [_expand_static(s, axes) for s, axes in zip(shapes, lift.expand)]
+    try:
+        return shapes[k] == broadcast_shape(*shapes)
+    except ValueError:
+        return False
 
 
 def _static(w: _Writer, name: str):

@@ -41,13 +41,18 @@ def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
 
 def batched_inputs(model, env: dict) -> frozenset:
     """The inputs in env that carry a batch axis: one more axis than their declared rank."""
-    return frozenset(n for n, rank in model.batchable.items() if n in env and np.ndim(env[n]) == rank + 1)
+    batched = [n for n, rank in model.batchable.items() if n in env and getattr(env[n], "ndim", 0) > rank]
+    return frozenset(batched) if batched else NONE
+
+
+NONE = frozenset()
 
 
 def _batch_sizes(model, env: dict) -> list:
-    sizes = {n: len(env[n]) for n in batched_inputs(model, env)}
-    if len(set(sizes.values())) <= 1:
+    batched = batched_inputs(model, env)
+    if len(batched) < 2 or len({len(env[n]) for n in batched}) == 1:
         return []
+    sizes = {n: len(env[n]) for n in batched}
     listed = ", ".join(f"'{n}' has {s}" for n, s in sizes.items())
     return [Problem(f"batched inputs disagree on the batch size: {listed}",
                     hint="give every batched input the same number of samples")]
@@ -77,6 +82,8 @@ def _array(model, name: str, raw):
 
 def fits(actual: tuple, declared: tuple, batchable: bool) -> bool:
     """Whether an array's shape matches a declared one (free sizes match any), or is a batch of it."""
+    if actual == declared:
+        return True
     if batchable and len(actual) == len(declared) + 1:
         actual = actual[1:]
     return len(actual) == len(declared) and all(d is None or d == a for a, d in zip(actual, declared))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from ..errors import GraphDefError, Problem, did_you_mean
 from ..pause_gc import without_gc
 from . import gradients, interpret
 from .compile import Compiled, compile_backprop, compile_forward
-from .inputs import batched_inputs, feed
+from .inputs import NONE, batched_inputs, feed
 from .lift import StepError, batched_vertices
 
 METHODS = gradients.METHODS
@@ -33,15 +34,14 @@ class Trace:
     wanted: frozenset  # the vertices on those paths
 
 
-@dataclass(frozen=True)
-class PlanKey:
-    """Everything a compiled plan depends on."""
+class PlanKey(NamedTuple):
+    """Everything a compiled plan depends on (a tuple: made and hashed on every call, so it must be cheap)."""
     of: str | None  # None: a forward plan
     wrt: tuple = ()
     keep: frozenset = frozenset()
     outputs: tuple = ()  # () : every vertex
     batched: frozenset = frozenset()  # the inputs carrying a batch axis
-    floats: bool = False
+    floats: bool = False  # every value a Python float (see compile.FloatMath)
     mean: bool = False
 
 
@@ -65,9 +65,14 @@ class Model:
         self.constants = {v.name: v.value for v in graph.of_kind("constant", "literal")}
         self.steps = graph.steps
         self.reference = os.environ.get("GRAPHDEF_REFERENCE") == "1" if reference is None else reference
-        self._plans = {}
+        self._plans, self._backward_plans = {}, {}  # PlanKey -> Compiled; (of, wrt) -> (steps, vertices)
         # every value a float64 scalar: plans may run on Python floats (compile.FloatMath)
         self._floats = self.dtype == np.float64 and all(v.shape == () for v in graph.vertices.values())
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of the model's file, where its relative paths (data, weights) start; None for text."""
+        return Path(self.source.file).resolve().parent if self.source and self.source.file else None
 
     def save(self, directory) -> Path:
         """Write model.yaml and weights.npz into `directory` (atomically); returns the model.yaml path."""
@@ -126,7 +131,8 @@ class Model:
 
     def run_unchecked(self, env: dict, outputs=None) -> dict:
         """env extended with the values of every node (or of those `outputs` need)."""
-        key = PlanKey(None, outputs=tuple(outputs or ()), batched=batched_inputs(self, env))
+        batched = batched_inputs(self, env)
+        key = PlanKey(None, (), NONE, tuple(outputs or ()), batched, self._floats and not batched)
         if self.reference:
             return self._guard(lambda: interpret.forward(self.graph, env, key.batched, self._forward_steps(key.outputs)))
         return {**env, **self._run(key, env)}
@@ -139,7 +145,9 @@ class Model:
         freed as soon as they have been used: less memory on big batches). With `mean`, a
         batched `of` is averaged over its samples instead of summed (what training minimises).
         """
-        key = PlanKey(of, tuple(wrt), frozenset(keep), tuple(outputs or ()), batched_inputs(self, env), mean=mean)
+        batched = batched_inputs(self, env)
+        key = PlanKey(of, tuple(wrt), frozenset(keep) if keep else NONE, tuple(outputs or ()), batched,
+                      self._floats and not batched, mean)
         if self.reference:
             return self._reference_backprop(env, key)
         computed, grads = self._run(key, env)
@@ -179,13 +187,14 @@ class Model:
                                 key.floats, key.mean)
 
     def _run(self, key: PlanKey, env: dict):
-        """The plan for key on env: on Python floats when every value is a scalar, else (or on a fault) on numpy."""
-        if self._floats and not key.batched:
+        """The plan for key on env; a plan on Python floats that faults reruns on numpy values."""
+        if key.floats:
             try:
-                return self.plan(_with_floats(key))(env)
+                return self.plan(key)(env)
             except StepError as e:  # numpy gives inf or NaN here, or the rule needs numpy values
                 if not isinstance(e.cause, (ArithmeticError, ValueError)):
                     self._floats = False
+                key = key._replace(floats=False)
         return self._guard(lambda: self.plan(key)(env))
 
     def _guard(self, compute):
@@ -202,7 +211,7 @@ class Model:
     def _reference_backprop(self, env: dict, key: PlanKey) -> tuple[dict, dict]:
         steps, wanted = self.backward_plan(key.of, key.wrt)
         values = self._guard(lambda: interpret.forward(self.graph, env, key.batched))
-        scale = 1 / np.size(values[key.of]) if key.mean and key.of in batched_vertices(self.graph, key.batched) else 1
+        scale = 1 / len(values[key.of]) if key.mean and key.of in batched_vertices(self.graph, key.batched) else 1
         grads = self._guard(lambda: interpret.backward(self.graph, values, key.of, wanted, key.batched,
                                                        np.full_like(values[key.of], scale)))
         names = dict.fromkeys([*key.wrt, *key.keep])
@@ -218,11 +227,11 @@ class Model:
 
     def backward_plan(self, of: str, wrt: tuple):
         """(steps, vertices) on some path from a wrt vertex to `of`: all that backward needs to visit."""
-        found = self._plans.get(("backward", of, wrt))
+        found = self._backward_plans.get((of, wrt))
         if found is None:
             ancestors = self.ancestors([of])
             wanted = frozenset(self.graph.reachable([w for w in wrt if w in ancestors]) & ancestors)
-            found = self._plans[("backward", of, wrt)] = tuple(s for s in self.steps if s.name in wanted), wanted
+            found = self._backward_plans[(of, wrt)] = tuple(s for s in self.steps if s.name in wanted), wanted
         return found
 
     # -- checking what the caller asked for, and where things are --------------------------
@@ -267,10 +276,6 @@ class Model:
     def locate(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem at `path` in the model file (unlocated for a model built from data)."""
         return self.source.problem(path, message, hint) if self.source else Problem(message, hint=hint)
-
-
-def _with_floats(key: PlanKey) -> PlanKey:
-    return PlanKey(key.of, key.wrt, key.keep, key.outputs, key.batched, True, key.mean)
 
 
 def _arrays(env: dict) -> dict:

@@ -135,6 +135,13 @@ class Op:
         from .batching import elementwise
         return self.batch is elementwise
 
+    @property
+    def broadcasts(self) -> bool:
+        """Whether the inputs broadcast together, so a rule may return a gradient of the broadcast shape
+        (an op without a batching rule is not known not to)."""
+        from .batching import BROADCASTING
+        return self.batch is None or self.batch in BROADCASTING
+
     def bind(self, given: dict) -> dict:
         """Keyword arguments for the rules: defaults filled in, YAML lists as tuples (what numpy takes)."""
         attrs = {a.name: a.default for a in self.attrs.values() if a.default is not REQUIRED}

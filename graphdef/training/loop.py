@@ -82,7 +82,7 @@ def predict(model, data) -> dict:
     data = str(data) if isinstance(data, Path) else data
     config = resolve(model, {"data": data if isinstance(data, str) else None})
     needed = [n for n in model.inputs if n in model.ancestors(config.predictions)]
-    feeds = feed(model, read_source(data, _base(model)), (config.data or {}).get("inputs"), needed)
+    feeds = feed(model, read_source(data, model.folder), (config.data or {}).get("inputs"), needed)
     n = len(next(iter(feeds.values()))) if feeds else 0
     parts = {p: [] for p in config.predictions}
     for start in range(0, n, EVAL_CHUNK):
@@ -105,12 +105,7 @@ def _feeds(model, config: TrainConfig, data) -> dict:
         raise GraphDefError(model.locate(("training",), "no training data",
                                          "give --data (xor, moons, spirals, digits, or a .csv/.npz file) "
                                          "or set training.data.source"))
-    return feed(model, read_source(source, _base(model)), (config.data or {}).get("inputs"), list(model.inputs))
-
-
-def _base(model) -> Path | None:
-    """The folder relative data paths start from: the model file's."""
-    return Path(model.source.file).resolve().parent if model.source and model.source.file else None
+    return feed(model, read_source(source, model.folder), (config.data or {}).get("inputs"), list(model.inputs))
 
 
 def _new_run_dir(run_dir, name: str, force: bool) -> Path:
@@ -229,7 +224,7 @@ class _Run:
         if source is not None and not isinstance(source, str):
             block.pop("data")  # in-memory data cannot be written down
         elif source is not None and Path(source).suffix in (".csv", ".npz"):
-            path = ((_base(self.model) or Path.cwd()) / source).resolve()
+            path = ((self.model.folder or Path.cwd()) / source).resolve()
             block["data"] = {**block["data"], "source": str(path if absolute else _relative(path, self.run_dir))}
         return block
 
