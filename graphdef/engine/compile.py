@@ -132,7 +132,7 @@ class _Writer:
             fill = dict(zip(rule.params, params)) | names
             for free in rule.free_names():
                 if free not in fill:
-                    fill[free] = self.bind(_resolve(rule, free), free)
+                    fill[free] = self.bind(rule.resolve(free), free)
             return rule.filled(fill)
         return f"{self.bind(rule, hint)}({', '.join([*params, *(f'{k}={v}' for k, v in names.items())])})"
 
@@ -165,13 +165,6 @@ class _Writer:
 
     def compiled(self) -> Compiled:
         return Compiled(self.name, self.lines, self.steps, self.namespace)
-
-
-def _resolve(rule: Expr, name: str):
-    if name in rule.scope:
-        return rule.scope[name]
-    import builtins
-    return getattr(builtins, name)
 
 
 # -- forward -------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ class Vertex:
     inputs: tuple[str, ...] = ()  # nodes: the vertices their arguments read, in order
     attrs: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # nodes: bound, defaults in
     value: np.ndarray | None = None  # parameters (their initial value), constants and literals
-    line: int | None = None  # where it is declared in the model file
+    dtype: str = "float64"
+    line: int | None = None  # where it is declared in the model file (1-based)
+    column: int | None = None
     call: str | None = None  # the function call it was expanded from (its prefix), if any
 
     @property

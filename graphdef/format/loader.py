@@ -115,7 +115,8 @@ class _Loader:
     def _frozen(self) -> Graph:
         """The checked graph as records: nothing after the loader changes it."""
         return Graph(Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
-                            MappingProxyType(v.get("attrs", {})), v.get("value"), v.get("line"), v.get("call"))
+                            MappingProxyType(v.get("attrs", {})), v.get("value"), self.dtype.name,
+                            *v["position"][:2], v.get("call"))
                      for n, v in self.graph.nodes(data=True))
 
     # -- vertices -------------------------------------------------------------
@@ -126,10 +127,11 @@ class _Loader:
                 if name in self.graph:
                     first = self.graph.nodes[name]
                     self.error((section, name), f"'{name}' is already defined as {first['kind']} "
-                               f"(line {first['line']})", "give each input, parameter, constant and node its own name")
+                               f"(line {first['position'][0]})", "give each input, parameter, constant and node its "
+                               "own name")
                     continue
-                line = self.source.positions.get((section, name), (None,))[0]
-                self.graph.add_node(name, kind=kind, line=line, call=self.source.members.get(name),
+                position = self.source.positions.get((section, name), (None, None))
+                self.graph.add_node(name, kind=kind, position=position, call=self.source.members.get(name),
                                     **getattr(self, f"_{kind}")(name, spec))
 
     def _input(self, name, spec):
@@ -218,8 +220,8 @@ class _Loader:
 
     def _literal(self, node: str, i: int, value) -> str:
         name = f"{node}[{i}]"
-        line = self.source.positions.get(("nodes", node, "inputs", i), (None,))[0]
-        self.graph.add_node(name, kind="literal", line=line, call=self.source.members.get(node),
+        position = self.source.positions.get(("nodes", node, "inputs", i), (None, None))
+        self.graph.add_node(name, kind="literal", position=position, call=self.source.members.get(node),
                             value=self._array(("nodes", node, "inputs", i), value), shape=())
         return name
 

@@ -27,6 +27,7 @@ keys, their annotations (or default's type) the accepted types, their defaults t
 """
 from __future__ import annotations
 
+import builtins
 import inspect
 import io
 import keyword
@@ -77,6 +78,10 @@ class Expr:
 
     def __call__(self, *args, **kwargs):
         return self.function(*args, **kwargs)
+
+    def resolve(self, name: str):
+        """The value a free name has where the expression was written (its module, else builtins)."""
+        return self.scope[name] if name in self.scope else getattr(builtins, name)
 
     def free_names(self) -> list[str]:
         """Names the expression reads from its module (or builtins): bound by the compiler when inlining."""
