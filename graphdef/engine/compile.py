@@ -125,16 +125,19 @@ class _Writer:
             self.lifts[step.name] = lift_of(self.graph, step, self.batched)
         return self.lifts[step.name]
 
-    def call(self, rule, params: list[str], attrs: dict, hint: str) -> str:
-        """The rule applied to these argument texts: inlined when it is an expression, else a call."""
+    def call(self, rule, params: list[str], attrs: dict, hint: str) -> tuple[str, list[int]]:
+        """The rule applied to these argument texts: inlined when it is an expression, else a call;
+        and which of the arguments it reads (an inlined rule may leave some unused: `out` often)."""
         names = {k: self.bind(v, k) for k, v in attrs.items()}
         if isinstance(rule, Expr) and len(params) == rule.positional:
             fill = dict(zip(rule.params, params)) | names
             for free in rule.free_names():
                 if free not in fill:
                     fill[free] = self.bind(rule.resolve(free), free)
-            return rule.filled(fill)
-        return f"{self.bind(rule, hint)}({', '.join([*params, *(f'{k}={v}' for k, v in names.items())])})"
+            read = {name for _, _, name in rule.references}
+            return rule.filled(fill), [i for i, p in enumerate(rule.params[:len(params)]) if p in read]
+        text = f"{self.bind(rule, hint)}({', '.join([*params, *(f'{k}={v}' for k, v in names.items())])})"
+        return text, list(range(len(params)))
 
     def line(self, text: str, step=None, reads=()):
         self.lines.append(f"    {text}")
@@ -196,10 +199,12 @@ def _forward_line(w: _Writer, step, saving: bool) -> None:
     attrs = step.attrs if lift is None else lift.attrs
     lifted = _lifted_args(w, args, lift)
     if saving:
-        made = f"{out}, {w.slot(step.name, 'r')} = {w.call(step.op.save, lifted, attrs, step.op.name + '_save')}"
+        text, used = w.call(step.op.save, lifted, attrs, step.op.name + "_save")
+        made = f"{out}, {w.slot(step.name, 'r')} = {text}"
     else:
-        made = f"{out} = {w.call(step.op.forward, lifted, attrs, step.op.name)}"
-    w.line(f"{made}  # {_comment(step.name)}", step, args)
+        text, used = w.call(step.op.forward, lifted, attrs, step.op.name)
+        made = f"{out} = {text}"
+    w.line(f"{made}  # {_comment(step.name)}", step, [args[i] for i in used])
     if lift is not None and lift.squeeze:
         w.line(f"{out} = squeeze({out}, {lift.squeeze})", step, [out])
 
@@ -274,26 +279,36 @@ def _backward_lines(w: _Writer, step, k: int, arg: str, accumulate: bool, saving
     out = w.slot(step.name, "r" if step.name in saving else "v")
     of, name, arg_name = _comment(w.of), _comment(step.name), _comment(arg)
     comment = f"  # ∂{of}/∂{arg_name} += ∂{name}/∂{arg_name}·∂{of}/∂{name}"
-    reads = [*args, out, g]
+    slots = [g, out, *args]
     if lift is PER_SAMPLE:
         flags = tuple(a in w.batched for a in step.inputs)
         vjp = (f"per_sample_vjp({w.bind(step.op, step.op.name)}, {k}, {flags}, {w.bind(step.attrs, 'attrs')}, "
                f"{g}, {out}, {', '.join(args)})")
-        return _accumulate(w, step, arg, vjp, accumulate, comment, reads)
+        return _accumulate(w, step, arg, vjp, accumulate, comment, slots)
     attrs = step.attrs if lift is None else lift.attrs
     if lift is not None and lift.squeeze:
         g = f"expand_dims({g}, {lift.squeeze})"
         out = out if step.name in saving else f"expand_dims({out}, {lift.squeeze})"
-    vjp = w.call(step.op.backward[k], [g, out, *_lifted_args(w, args, lift)], attrs, f"{step.op.name}_vjp{k}")
+    vjp, used = w.call(step.op.backward[k], [g, out, *_lifted_args(w, args, lift)], attrs, f"{step.op.name}_vjp{k}")
+    reads = [slots[i] for i in used]
     expand = lift.expand[k] if lift is not None else ()
     if not _same_shape(w, step, k, lift):
-        target = f"{x}.shape" if not expand else f"expand_dims({x}, {expand}).shape"
+        target, target_reads = _shape_of(w, arg, expand)
         w.line(f"t = {vjp}{comment}", step, reads)
-        w.line(f"if t.shape != {target}: t = unbroadcast(t, {target})", step, [x])
-        vjp, comment, reads = "t", "", [x]
+        w.line(f"if t.shape != {target}: t = unbroadcast(t, {target})", step, target_reads)
+        vjp, comment, reads = "t", "", []
     if expand:
-        vjp = f"reshape({vjp}, {x}.shape)"
+        vjp = f"squeeze({vjp}, {expand})"  # undo the axes the lift inserted
     _accumulate(w, step, arg, vjp, accumulate, comment, reads)
+
+
+def _shape_of(w: _Writer, arg: str, expand: tuple) -> tuple[str, list]:
+    """A vertex's (lifted) shape as code: a literal when static, else read from its value (which that keeps alive)."""
+    static = _static(w, arg)
+    if static is not None and BATCH not in static:
+        return repr(_expand_static(static, expand)), []
+    x = w.slot(arg)
+    return (f"{x}.shape" if not expand else f"expand_dims({x}, {expand}).shape"), [x]
 
 
 def _accumulate(w: _Writer, step, arg: str, vjp: str, accumulate: bool, comment: str, reads) -> None:

@@ -21,7 +21,7 @@ def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
     problems = [Problem(f"unknown input '{n}'", hint=did_you_mean(n, model.inputs)
                         or f"the model's inputs: {', '.join(model.inputs) or 'none'}")
                 for n in inputs if n not in model.inputs]
-    env = {**model.constants, **model.parameters, **(params or {})}
+    env, batched = {**model.constants, **model.parameters, **(params or {})}, []
     for name in model.inputs:
         if needed is not None and name not in needed and name not in inputs:
             continue
@@ -32,8 +32,10 @@ def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
         env[name] = value
         if problem:
             problems.append(problem)
-    if not problems:
-        problems += _batch_sizes(model, env)
+        elif value.ndim > model.batchable.get(name, value.ndim):
+            batched.append(name)
+    if len(batched) > 1 and not problems:
+        problems += _batch_sizes(env, batched)
     if problems:
         raise GraphDefError(problems)
     return env
@@ -48,11 +50,10 @@ def batched_inputs(model, env: dict) -> frozenset:
 NONE = frozenset()
 
 
-def _batch_sizes(model, env: dict) -> list:
-    batched = batched_inputs(model, env)
-    if len(batched) < 2 or len({len(env[n]) for n in batched}) == 1:
-        return []
+def _batch_sizes(env: dict, batched: list) -> list:
     sizes = {n: len(env[n]) for n in batched}
+    if len(set(sizes.values())) == 1:
+        return []
     listed = ", ".join(f"'{n}' has {s}" for n, s in sizes.items())
     return [Problem(f"batched inputs disagree on the batch size: {listed}",
                     hint="give every batched input the same number of samples")]

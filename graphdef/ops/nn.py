@@ -53,9 +53,9 @@ register_op("log_softmax", _log_softmax, "g - np.exp(out) * np.sum(g, axis=axis,
 
 def _reduce(losses, reduction, scale, batch_dims):
     """scale × the losses, reduced over all but the first batch_dims axes (scaled after reducing: one op less)."""
-    if reduction == "none":
-        return losses * scale
     axes = tuple(range(batch_dims, losses.ndim))
+    if reduction == "none" or not axes:  # nothing to reduce: one loss per sample already
+        return losses * scale
     total = losses.sum(axis=axes) * scale if batch_dims else losses.sum() * scale  # sum / size beats mean()
     return total / max(math.prod(losses.shape[batch_dims:]), 1) if reduction == "mean" else total
 
@@ -68,7 +68,7 @@ def _loss_grad(g, p, t, axis, reduction, scale, batch_dims):
         shape = p.shape if p.shape == t.shape else np.broadcast_shapes(p.shape, t.shape)
         scale = scale / max(math.prod(shape[batch_dims:]) // shape[axis], 1)
     if batch_dims:  # g has one value per kept axis: line it up with the class axis and the reduced ones
-        g = np.reshape(g, np.shape(g) + (1,) * (len(p.shape if p.ndim >= t.ndim else t.shape) - batch_dims))
+        g = g.reshape(g.shape + (1,) * (max(p.ndim, t.ndim) - batch_dims))
     return g * scale
 
 
@@ -94,8 +94,10 @@ LOSS_EXAMPLES = [ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
 
 def _broadcast(x, *others):
     """x at the broadcast shape of itself and `others` (a gradient for a target larger than the prediction)."""
-    shape = np.broadcast_shapes(np.shape(x), *(np.shape(o) for o in others))
-    return x if np.shape(x) == shape else np.broadcast_to(x, shape)
+    if all(o.shape == x.shape for o in others):
+        return x
+    shape = np.broadcast_shapes(x.shape, *(o.shape for o in others))
+    return x if x.shape == shape else np.broadcast_to(x, shape)
 
 
 def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean", batch_dims: int = 0):

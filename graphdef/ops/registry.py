@@ -69,12 +69,15 @@ class Expr:
     text: str
     scope: dict = field(repr=False)  # the globals of the module that wrote it, read when a plan is made
     function: Callable = field(repr=False)
+    references: tuple = field(default=(), repr=False)  # (start, end, name) of each name the text reads
 
     @classmethod
-    def make(cls, params: list[str], positional: int, text: str, scope: dict, name: str) -> "Expr":
-        args = ", ".join(params[:positional] + (["*"] + params[positional:] if params[positional:] else []))
-        code = compile(f"lambda {args}: ({text})", f"<op {name}>", "eval")
-        return cls(tuple(params), positional, text, scope, eval(code, scope))  # graphdef's own source only
+    def make(cls, params: list[str], positional: int, text: str, scope: dict, name: str,
+             function: Callable | None = None) -> "Expr":
+        if function is None:
+            args = ", ".join(params[:positional] + (["*"] + params[positional:] if params[positional:] else []))
+            function = eval(compile(f"lambda {args}: ({text})", f"<op {name}>", "eval"), scope)  # our source only
+        return cls(tuple(params), positional, text, scope, function, tuple(_references(text)))
 
     def __call__(self, *args, **kwargs):
         return self.function(*args, **kwargs)
@@ -85,12 +88,12 @@ class Expr:
 
     def free_names(self) -> list[str]:
         """Names the expression reads from its module (or builtins): bound by the compiler when inlining."""
-        return list(dict.fromkeys(name for _, _, name in _references(self.text) if name not in self.params))
+        return list(dict.fromkeys(name for _, _, name in self.references if name not in self.params))
 
     def filled(self, names: dict) -> str:
         """The expression's text with each name in `names` (parameters and free names) replaced."""
         out, end = [], 0
-        for start, stop, name in _references(self.text):
+        for start, stop, name in self.references:
             out += [self.text[end:start], names.get(name, name)]
             end = stop
         text = "".join(out) + self.text[end:]
@@ -240,12 +243,11 @@ def _forward_expr(text: str, scope: dict, name: str) -> Expr:
     positional, _, keywords = head.partition("*")
     params = [p.strip() for p in positional.split(",") if p.strip()]
     kw = [p.strip() for p in keywords.split(",") if p.strip()]
-    expr = Expr.make(params + [k.split("=")[0].strip() for k in kw], len(params), body.strip(), scope, name)
-    if kw:  # keyword defaults: rebuild the callable with them, so the signature carries the attributes
+    function = None
+    if kw:  # keyword defaults: the callable is made with them, so its signature carries the attributes
         args = ", ".join(params + ["*"] + kw)
         function = eval(compile(f"lambda {args}: ({body.strip()})", f"<op {name}>", "eval"), scope)
-        expr = Expr(expr.params, expr.positional, expr.text, scope, function)
-    return expr
+    return Expr.make(params + [k.split("=")[0].strip() for k in kw], len(params), body.strip(), scope, name, function)
 
 
 def _signature(forward: Callable) -> tuple[tuple[str, ...], dict[str, Attr]]:
