@@ -149,3 +149,18 @@ def test_faults_give_inf_and_nan_without_warnings():
             "print(values['y'][0], np.isnan(values['y'][1]), grads['x'][0])\n")
     done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.split() == ["-inf", "True", "inf"], done.stderr
+
+
+def test_forward_without_the_label_computes_the_outputs_not_the_loss():
+    model = graphdef.load("models/digits.yaml")
+    values = model.forward({"x": np.full((2, 64), 0.5)})
+    assert values["probs"].shape == (2, 10) and "loss" not in values
+    with pytest.raises(GraphDefError, match="missing input 'x'"):
+        model.forward({"y": np.eye(10)[:2]})
+
+
+def test_parameters_drawn_at_load_are_listed_as_untrained(tmp_path):
+    model = graphdef.load("models/digits.yaml")
+    assert model.untrained == list(model.parameters)
+    assert graphdef.load(model.save(tmp_path)).untrained == []
+    assert graphdef.load("models/mlp.yaml").untrained == []  # values written in the file

@@ -29,6 +29,7 @@ class Vertex:
     line: int | None = None  # where it is declared in the model file (1-based)
     column: int | None = None
     call: str | None = None  # the function call it was expanded from (its prefix), if any
+    init: object = None  # parameters drawn from an initializer: its setting (None: a given or trained value)
 
     @property
     def batchable(self) -> bool:

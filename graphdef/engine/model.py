@@ -62,6 +62,7 @@ class Model:
         self.inputs = {v.name: v.shape for v in graph.of_kind("input")}
         self.batchable = {v.name: len(v.shape) for v in graph.of_kind("input") if v.batchable}
         self.parameters = {v.name: v.value for v in graph.of_kind("parameter")}
+        self.untrained = [v.name for v in graph.of_kind("parameter") if v.init is not None]  # drawn at load
         self.constants = {v.name: v.value for v in graph.of_kind("constant", "literal")}
         self.steps = graph.steps
         self.reference = os.environ.get("GRAPHDEF_REFERENCE") == "1" if reference is None else reference
@@ -85,10 +86,15 @@ class Model:
     # -- the public calls ----------------------------------------------------------------
 
     def forward(self, inputs: dict, params: dict | None = None, outputs=None) -> dict:
-        """Every vertex's value (numpy arrays) for the given inputs (and parameter overrides).
+        """The value (numpy arrays) of every vertex the given inputs (and parameter overrides) determine.
 
-        With `outputs`, only what those vertices need is computed, and only their inputs are required.
+        Inputs that no output needs may be left out (a classifier's label, for inference): the
+        vertices depending on them (the loss) are then not computed. With `outputs`, only what
+        those vertices need is computed, and only their inputs are required.
         """
+        if outputs is None and isinstance(inputs, dict) and not set(self.inputs) <= set(inputs):
+            blocked = self.graph.reachable([n for n in self.inputs if n not in inputs])
+            outputs = [n for n in self.graph.vertices if n not in blocked] + [o for o in self.outputs if o in blocked]
         needed = None if outputs is None else self.ancestors(outputs)
         return _arrays(self.run_unchecked(feed(self, inputs, params, needed), outputs))
 

@@ -116,7 +116,7 @@ class _Loader:
         """The checked graph as records: nothing after the loader changes it."""
         return Graph(Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
                             MappingProxyType(v.get("attrs", {})), v.get("value"), self.dtype.name,
-                            *v["position"][:2], v.get("call"))
+                            *v["position"][:2], v.get("call"), v.get("init"))
                      for n, v in self.graph.nodes(data=True))
 
     # -- vertices -------------------------------------------------------------
@@ -154,6 +154,7 @@ class _Loader:
                 value = None
                 self.error(path + ("init",), "initializer setting does not apply to this initializer",
                            "normal takes mean, std; uniform takes low, high; constant takes value; others none")
+            return {"value": value, "shape": None if value is None else value.shape, "init": spec["init"]}
         return {"value": value, "shape": None if value is None else value.shape}
 
     def _stored(self, path, spec):

@@ -92,11 +92,11 @@ LOSS_EXAMPLES = [ex((3,), (3,)), ex((4, 3), (4, 3)), ex((2, 3), (2, 3), base=2),
                  ex((2, 3), (3,), axis=0), ex((3,), (2, 3))]
 
 
-def _broadcast(x, *others):
-    """x at the broadcast shape of itself and `others` (a gradient for a target larger than the prediction)."""
-    if all(o.shape == x.shape for o in others):
+def _broadcast(x, other):
+    """x at the broadcast shape of itself and `other` (a gradient for a target larger than the prediction)."""
+    if x.shape == other.shape:
         return x
-    shape = np.broadcast_shapes(x.shape, *(o.shape for o in others))
+    shape = np.broadcast_shapes(x.shape, other.shape)
     return x if x.shape == shape else np.broadcast_to(x, shape)
 
 
