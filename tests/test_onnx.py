@@ -29,7 +29,7 @@ def run_onnxruntime(proto, feeds):
 @pytest.mark.parametrize("path", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_model_exports_and_matches_onnxruntime(path, dtype, rtol):
     model = graphdef.load(path, dtype=dtype)
-    proto = gx.export(model)
+    proto = gx.export(model, with_loss=True)
     onnx.checker.check_model(proto)
     feeds = random_feeds(model)
     ours, theirs = model.forward(feeds), run_onnxruntime(proto, feeds)
