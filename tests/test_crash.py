@@ -22,6 +22,13 @@ def start(run, resume: bool):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def holds_lock(run, process) -> bool:
+    try:
+        return (run / ".lock").read_text() == str(process.pid)
+    except OSError:
+        return False
+
+
 def test_sigkill_at_many_moments_never_loses_the_last_checkpoint(tmp_path):
     run, rng, seen = tmp_path / "run", random.Random(1), []
     for point in range(KILL_POINTS):
@@ -29,6 +36,8 @@ def test_sigkill_at_many_moments_never_loses_the_last_checkpoint(tmp_path):
         deadline = time.monotonic() + 60
         while point == 0 and not list(run.glob("checkpoints/*.npz")) and time.monotonic() < deadline:
             time.sleep(0.01)
+        while point > 0 and not holds_lock(run, process) and time.monotonic() < deadline:
+            time.sleep(0.01)  # started up: the random moment falls in training, however loaded the machine
         time.sleep(rng.uniform(0.0, 1.2))
         process.send_signal(signal.SIGKILL)
         _, err = process.communicate()

@@ -67,14 +67,19 @@ def test_resume_with_more_epochs_continues(tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
 
 
+def saved_weights(run):
+    """The bytes of the weights file a run's model.yaml names (weights-<sha256 prefix>.npz)."""
+    return (run / graphdef.load(run / "model.yaml").doc["weights"]["file"]).read_bytes()
+
+
 def test_run_directory_is_never_overwritten_without_force(tmp_path, cli):
     run = tmp_path / "run"
     assert cli("train", MODELS / "lecture_network.yaml", "--epochs", "1", "-o", run)[0] == 0
-    weights = (run / "weights.npz").read_bytes()
+    weights = saved_weights(run)
     code, _, err = cli("train", MODELS / "lecture_network.yaml", "--epochs", "1", "-o", run, "--seed", "3")
-    assert code == 1 and "already exists" in err and (run / "weights.npz").read_bytes() == weights
+    assert code == 1 and "already exists" in err and saved_weights(run) == weights
     assert cli("train", MODELS / "lecture_network.yaml", "--epochs", "1", "-o", run, "--force", "--seed", "3")[0] == 0
-    assert (run / "weights.npz").read_bytes() != weights
+    assert saved_weights(run) != weights
 
 
 def test_cli_train_eval_predict(tmp_path, cli):

@@ -58,9 +58,10 @@ def test_limits_can_be_raised(cli, write, tmp_path):
 
 @pytest.fixture
 def trained(tmp_path):
-    """A saved model: tmp/run/model.yaml + weights.npz."""
-    model = graphdef.load(MODELS / "mlp.yaml")
-    return model.save(tmp_path / "run")
+    """A saved model: tmp/run/model.yaml + weights.npz (named so, as `graphdef import --weights` does;
+    a save names its weights weights-<sha256 prefix>.npz by default)."""
+    from graphdef.format import serialize
+    return serialize.save(graphdef.load(MODELS / "mlp.yaml"), tmp_path / "run", weights="weights.npz")
 
 
 def weights_case(trained, change):
@@ -192,7 +193,7 @@ def test_disk_full_keeps_the_previous_checkpoint(cli, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert code == 1 and "cannot write: No space left on device" in err and "Traceback" not in err
     assert "untouched" in err
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001-batch-00000.npz"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.npz"]
     arrays, meta, _ = checkpoint.latest(run)
     assert meta["epoch"] == 1 and not (run / ".lock").exists()
     assert graphdef.train(resume=run, out=open(os.devnull, "w")).status == "finished"

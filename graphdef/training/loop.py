@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
+import re
 import signal
 import sys
 import threading
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import plot
 from ..format import serialize
 from ..errors import GraphDefError, Problem
-from ..format.loader import from_document, load
+from ..format.loader import load
 from . import checkpoint
 from .config import TrainConfig, resolve
 from .feed import feed, read_source
@@ -51,7 +51,7 @@ def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = Fal
     out = out or sys.stderr
     data = str(data) if isinstance(data, Path) else data
     if resume is not None:
-        with checkpoint.RunLock(resume):
+        with checkpoint.RunLock(_existing(resume)):
             return _Run.resumed(Path(resume), data, overrides, out, check_numerics).fit(callback)
     if not hasattr(model, "graph"):
         model = load(model, seed=overrides.get("seed"))
@@ -111,19 +111,28 @@ def _feeds(model, config: TrainConfig, data) -> dict:
 def _new_run_dir(run_dir, name: str, force: bool) -> Path:
     """The run directory: given, or runs/NAME (runs/NAME-2, ... never reused); an existing one only with force."""
     if run_dir is None:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "model"  # a/../../x must stay in runs/
         run_dir, n = Path("runs") / name, 2
         while run_dir.exists():
             run_dir, n = Path("runs") / f"{name}-{n}", n + 1
-    run_dir = Path(run_dir)
-    if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()) and not force:
+    run_dir = serialize.folder(run_dir)  # a file, a device or a read-only place is refused here, clearly
+    if any(p.name != ".lock" for p in run_dir.iterdir()) and not force:
         raise GraphDefError(Problem(f"run directory {run_dir} already exists and is not empty",
                                     hint="choose another -o, continue it with --resume, or pass --force"))
     return run_dir
 
 
+def _existing(run_dir) -> Path:
+    """A run directory to resume: it must exist (resuming never creates one)."""
+    if not Path(run_dir).is_dir():
+        raise GraphDefError(Problem("no run directory to resume here", str(run_dir),
+                                    hint="give the RUN_DIR a training wrote (-o), e.g. runs/NAME"))
+    return Path(run_dir)
+
+
 def _clear(run_dir: Path) -> None:
     """Remove what an earlier run wrote (with --force), once the directory is ours."""
-    for stale in ("model.yaml", "weights.npz", "metrics.csv", plot.CURVES):
+    for stale in ("model.yaml", serialize.WEIGHTS_FILE, *serialize.weights_files(run_dir), "metrics.csv", plot.CURVES):
         (run_dir / stale).unlink(missing_ok=True)
     for old in (run_dir / checkpoint.FOLDER).glob("*.npz"):
         old.unlink()
@@ -191,17 +200,20 @@ class _Run:
 
     @classmethod
     def resumed(cls, run_dir: Path, data, overrides: dict, out, check_numerics: bool = False) -> "_Run":
-        arrays, meta, path = checkpoint.latest(run_dir)
-        model = from_document(meta["doc"], seed=meta["doc"]["training"].get("seed", 0))
+        found = checkpoint.newest(run_dir)  # checked: its model holds the checkpoint's parameters
+        for problem in found.skipped:
+            print(f"skipping {problem}", file=out)
+        model = found.model
         config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
         run = cls(model, config, _feeds(model, config, data), run_dir, out, check_numerics)
-        run.restore(arrays, meta)
-        print(f"resuming {run_dir} from {path.name} (epoch {run.epoch + 1}, batch {run.batch + 1})", file=out)
+        run.restore(found.arrays, found.meta)
+        older = ", the newest intact checkpoint" if found.skipped else ""
+        print(f"resuming {run_dir} from {found.path.name}{older} (epoch {run.epoch + 1}, batch {run.batch + 1})",
+              file=out)
         return run
 
     def restore(self, arrays: dict, meta: dict) -> None:
-        for name in self.params:
-            self.model.parameters[name][...] = arrays[f"param/{name}"]
+        """The optimizer and loop state of a checkpoint (its parameters are in the model already)."""
         self.optimizer.state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
         best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
         self.best_params = best or None
@@ -212,10 +224,11 @@ class _Run:
         arrays = {f"param/{k}": v for k, v in self.model.parameters.items()}
         arrays |= {f"opt/{k}": v for k, v in self.optimizer.state.items()}
         arrays |= {f"best/{k}": v for k, v in (self.best_params or {}).items()}
-        doc = {**self.model.doc, "training": self._training_block(absolute=True)}
+        doc = checkpoint.document(self.model, self._training_block(absolute=True))
         meta = {"epoch": self.epoch, "batch": self.batch, "sums": self.sums, "best": self.best,
                 "history": list(self.history), "doc": doc}
-        checkpoint.write(self.run_dir, arrays, meta, self.config.keep_checkpoints)
+        serialize.save(self.model, self.run_dir, self._training_block(absolute=False))  # first: a run with a
+        checkpoint.write(self.run_dir, arrays, meta, self.config.keep_checkpoints)  # checkpoint has a model.yaml
 
     def _training_block(self, absolute: bool) -> dict:
         """The effective settings; file data sources made absolute (checkpoints) or relative to the run."""
@@ -223,27 +236,22 @@ class _Run:
         source = (block.get("data") or {}).get("source")
         if source is not None and not isinstance(source, str):
             block.pop("data")  # in-memory data cannot be written down
-        elif source is not None and Path(source).suffix in (".csv", ".npz"):
-            path = ((self.model.folder or Path.cwd()) / source).resolve()
-            block["data"] = {**block["data"], "source": str(path if absolute else _relative(path, self.run_dir))}
-        return block
+        return serialize.rebased(block, self.model.folder, None if absolute else self.run_dir)
 
     # -- the loop -------------------------------------------------------------------
 
     def fit(self, callback=None) -> History:
         self.history.model, self.history.run_dir = self.model, self.run_dir
         with _stop_on_sigint(self):
-            while self.epoch < self.config.epochs:
+            while self.epoch < self.config.epochs and not self._patience_spent():
                 lr = scheduled_lr(self.optimizer.lr, self.epoch, self.config.epochs, self.config.schedule)
                 started = time.perf_counter()
                 if not self._run_epoch(lr, callback):
                     return self._finish("interrupted")
-                row = self._end_epoch(lr, started)
+                self._track_best(self._end_epoch(lr, started))  # before the checkpoint, which must hold it
                 self._save_checkpoint()
                 self._write_metrics()
-                if self._should_stop(row):
-                    return self._finish("early stopped")
-        return self._finish("finished")
+        return self._finish("early stopped" if self._patience_spent() else "finished")
 
     def _run_epoch(self, lr: float, callback) -> bool:
         size = self.config.batch_size
@@ -263,14 +271,13 @@ class _Run:
 
     def _step(self, rows: np.ndarray, lr: float) -> None:
         model, loss = self.model, self.config.loss
-        values, grads = model.train_step({n: a[rows] for n, a in self.feeds.items()}, loss, self.params,
-                                         outputs=self.config.predictions)  # gradients of the mean loss over samples
+        batch = {n: a[rows] for n, a in self.feeds.items()}
+        kept = () if self.check_numerics else self.config.predictions  # (): every value, to name a fault
+        values, grads = model.train_step(batch, loss, self.params, outputs=kept)  # gradients of the mean loss
         value = values[loss]
         mean = float(value) if np.ndim(value) == 0 else float(value.sum()) / value.size  # ndarray.mean is 4x slower
-        if not math.isfinite(mean):
-            raise self._nonfinite(values, mean)
-        if self.check_numerics:
-            model.check_numerics(values, grads, loss)
+        if self.check_numerics or not math.isfinite(mean) or not all(np.isfinite(g).all() for g in grads.values()):
+            self._check_numerics(batch, values if self.check_numerics else None, grads, mean)
         self.optimizer.step(model.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
         self.sums["loss"] += mean * len(rows)
         self.sums["count"] += len(rows)
@@ -310,18 +317,22 @@ class _Run:
                                                   f"cannot monitor '{monitor}'", f"available: {', '.join(available)}"))
         self.monitor = monitor
 
-    def _should_stop(self, row: dict) -> bool:
+    def _track_best(self, row: dict) -> None:
         stopping = self.config.early_stopping
         if stopping is None:
-            return False
+            return
         value, best, delta = row[self.monitor], self.best["value"], stopping.get("min_delta", 0.0)
         sign = 1 if "loss" in self.monitor else -1
         if best is None or sign * (best - value) > delta:
             self.best = {"value": value, "epoch": row["epoch"], "wait": 0}
             self.best_params = {k: v.copy() for k, v in self.model.parameters.items()}
-            return False
-        self.best["wait"] += 1
-        return self.best["wait"] >= stopping.get("patience", 5)
+        else:
+            self.best["wait"] += 1
+
+    def _patience_spent(self) -> bool:
+        """Early stopping's verdict, from the state a checkpoint holds (so a resumed run stops alike)."""
+        stopping = self.config.early_stopping
+        return stopping is not None and self.best["wait"] >= stopping.get("patience", 5)
 
     def _finish(self, status: str) -> History:
         stopping = self.config.early_stopping or {}
@@ -342,17 +353,26 @@ class _Run:
         self.history.saved = path
         return self.history
 
-    def _nonfinite(self, values: dict, loss: float) -> GraphDefError:
+    def _check_numerics(self, batch: dict, values: dict | None, grads: dict, loss: float) -> None:
+        """Stop, before the step, at the first vertex (in run order) or gradient that is NaN or infinite,
+        naming it. Without `values` the batch runs again keeping every value: training keeps only
+        what it reports, and the vertex at fault and its inputs are rarely among them."""
+        if values is None:
+            values, grads = self.model.train_step(batch, self.config.loss, self.params, outputs=())
         where = f"at epoch {self.epoch + 1}, batch {self.batch + 1}"
-        hint = (f"lower the learning rate (--lr), set training.clip_norm, or check the data; "
-                f"earlier checkpoints are kept in {self.run_dir / checkpoint.FOLDER}")
+        saved = any((self.run_dir / checkpoint.FOLDER).glob("epoch-*.npz"))
+        hint = "lower the learning rate (--lr), set training.clip_norm, or check the data; " + (
+            f"the checkpoints are kept in {self.run_dir / checkpoint.FOLDER}, the last one's model in "
+            f"{self.run_dir / 'model.yaml'}" if saved else "nothing was saved: no epoch had finished")
         try:
-            self.model.check_numerics(values)
+            self.model.check_numerics(values, grads, self.config.loss)
         except GraphDefError as e:
             first = e.errors[0]
-            return GraphDefError(Problem(f"training stopped {where}: the loss is {loss}; {first.message}",
-                                         first.file, first.line, first.column, first.path, f"{first.hint}; {hint}"))
-        return GraphDefError(Problem(f"training stopped {where}: the loss is {loss}", hint=hint))
+            raise GraphDefError(Problem(f"training stopped {where}: the loss is {loss}; {first.message}",
+                                        first.file, first.line, first.column, first.path,
+                                        f"{first.hint}; {hint}")) from None
+        if not math.isfinite(loss):
+            raise GraphDefError(Problem(f"training stopped {where}: the loss is {loss}", hint=hint))
 
     def _write_metrics(self) -> None:
         columns = list(dict.fromkeys(k for row in self.history for k in row))
@@ -361,10 +381,6 @@ class _Run:
         writer.writeheader()
         writer.writerows(self.history)
         serialize.atomic_write(self.run_dir / "metrics.csv", text.getvalue().encode())
-
-
-def _relative(path: Path, start: Path) -> str:
-    return os.path.relpath(path, Path(start).resolve())
 
 
 class _stop_on_sigint:
