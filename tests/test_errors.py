@@ -112,7 +112,7 @@ def test_unknown_input_name_suggests(cli):
 
 
 @pytest.mark.parametrize("argv", [["run"], ["frobnicate"], ["run", "models/lecture.yaml", "--at", "a3"],
-                                  ["grad", "models/lecture.yaml", "--method", "magic"], []])
+                                  ["grad", "models/lecture.yaml", "--method", "magic"]])
 def test_usage_errors_exit_2(cli, argv):
     code, out, err = cli(*argv)
     assert code == 2 and "usage" in err and "Traceback" not in err

@@ -1,6 +1,8 @@
 """The `graphdef` command: a thin layer over the Python API.
 
-main(argv, stdout, stderr) -> exit code: 0 success, 1 invalid model or data, 2 usage error.
+main(argv, stdout, stderr) -> exit code: 0 success, 1 invalid model or data (or output that
+cannot be written), 2 usage error, 130 interrupted. Nothing a user does shows a traceback:
+an unexpected exception becomes a two-line report (GRAPHDEF_DEBUG=1 adds the traceback).
 
 Each command is a row of COMMANDS (name, function, help, arguments), built into an argparse
 parser by _build_parser; its cmd_* function calls the API and prints the result.
@@ -8,9 +10,15 @@ parser by _build_parser; its cmd_* function calls the API and prints the result.
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import json
+import math
 import os
+import re
+import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -20,22 +28,60 @@ import yaml
 from . import draw
 from .. import __version__, evaluate, load, predict, train
 from ..engine.model import METHODS
-from ..errors import GraphDefError
+from ..errors import GraphDefError, Problem, did_you_mean
 from ..format.data import read_arrays
 from ..format.functions import standard_library
 from ..format.schema import schema_text
 from ..format.serialize import atomic_write, save
 from ..format.source import Limits
 from ..ops import OPS
+from ..training.config import check_overrides
 from ..training.optimizers import DEFAULTS as OPTIMIZERS
 from ..training.plot import plot_run
 from ..training.tables import prediction_columns, to_csv
 from .explain import cost, diamond_table, explain_paths, explain_sweep
 from .summary import VERTEX_COLUMNS, step_table, summary
 
+DEBUG_VARIABLE = "GRAPHDEF_DEBUG"
+SHOWN_CHARACTERS = 300  # of an unexpected error's message: one screen, not a dump
+PLUGIN_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
 
 class UsageError(Exception):
     pass
+
+
+class OutputError(Exception):
+    """Standard output cannot be written (a full disk, /dev/full): reported in one line, exit 1."""
+
+
+class ReaderLeft(BrokenPipeError):
+    """The reader of standard output went away (`graphdef ops | head`): not an error, see console()."""
+
+
+class _Output:
+    """Standard output whose write failures say what they are, apart from any other OSError."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        return self._do(self.stream.write, text)
+
+    def flush(self):
+        return self._do(self.stream.flush)
+
+    def __getattr__(self, name):  # isatty, encoding, ...: as the stream has them
+        return getattr(self.stream, name)
+
+    @staticmethod
+    def _do(operation, *args):
+        try:
+            return operation(*args)
+        except BrokenPipeError as e:
+            raise ReaderLeft(*e.args) from None
+        except OSError as e:
+            raise OutputError(e.strerror or str(e)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,35 +98,155 @@ class _Parser(argparse.ArgumentParser):
         if message:
             (self.out or sys.stdout).write(message)
 
+    def _check_value(self, action, value):
+        """An unknown command or choice, with the closest one suggested."""
+        if action.choices is None or value in action.choices:
+            return
+        command = isinstance(action, argparse._SubParsersAction)
+        close = did_you_mean(value, action.choices)
+        message = (f"unknown {'command' if command else 'choice'} '{value}'" + (f" ({close})" if close else "")
+                   + f"; choose from {', '.join(map(str, action.choices))}")
+        raise argparse.ArgumentError(None if command else action, message)
+
 
 def console() -> None:
-    """Entry point of the installed `graphdef` script."""
+    """Entry point of the installed `graphdef` script and of `python -m graphdef`."""
+    code = 1
     try:
         code = main()
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. `graphdef ops | head`: the reader left, nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+        _discard_stdout()
+    except OSError as e:  # main reported a failed write already, unless this last flush is the first
+        if code == 0:
+            print(f"graphdef: cannot write the output: {e.strerror or e}", file=sys.stderr)
+        code = 1
+        _discard_stdout()
     sys.exit(code)
 
 
+def _discard_stdout() -> None:
+    """What is still buffered cannot be written: let the exit's own flush go nowhere instead of failing."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv=None, stdout=None, stderr=None) -> int:
-    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
-    parser = _build_parser(stdout)
+    """Run one command line; every failure ends in a message on stderr and an exit code."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    out, err = _Output(stdout or sys.stdout), stderr or sys.stderr
     try:
-        args = parser.parse_args(argv)
-        return args.command(args, stdout, stderr) or 0
-    except SystemExit as e:  # --help, --version
-        return e.code or 0
+        code = _dispatch(argv, out, err)
+        out.flush()
+        return code
+    except ReaderLeft:
+        raise
+    except OutputError as e:
+        print(f"graphdef: cannot write the output: {e}", file=err)
     except UsageError as e:
-        print(f"graphdef: usage error: {e}", file=stderr)
+        print(f"graphdef: usage error: {e}", file=err)
         return 2
     except GraphDefError as e:
-        print(e, file=stderr)
-        return 1
+        print(e, file=err)
     except KeyboardInterrupt:
-        print("graphdef: interrupted", file=stderr)
+        print("graphdef: interrupted", file=err)
         return 130
+    except MemoryError:
+        print("graphdef: out of memory: the model or its data is too large for this machine "
+              "(try a smaller --batch-size, or less data)", file=err)
+    except Exception as e:  # a bug: say so briefly, never with a traceback unless asked
+        _internal_error(e, argv, err)
+    return 1
+
+
+def _dispatch(argv: list, out, err) -> int:
+    """Parse the command line, import the plugins, run the command."""
+    parser = _build_parser(out)
+    if not argv:
+        parser.print_help()
+        return 0
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as e:  # --help, --version
+        return e.code or 0
+    if extra:
+        raise UsageError(_unexpected(parser, args, extra))
+    if args.command_name is None:
+        raise UsageError(f"give a command (graphdef --help lists them)\n{parser.format_usage().strip()}")
+    _import_plugins(args.plugin or [])
+    return args.command(args, out, err) or 0
+
+
+def _internal_error(error: Exception, argv: list, err) -> None:
+    """An exception graphdef did not expect: its type and message, and what to do; the traceback only if asked."""
+    if os.environ.get(DEBUG_VARIABLE) == "1":
+        traceback.print_exception(type(error), error, error.__traceback__, file=err)
+    message = " ".join(str(error).split())
+    if len(message) > SHOWN_CHARACTERS:
+        message = message[:SHOWN_CHARACTERS] + "..."
+    command = shlex.join(["graphdef", *argv])
+    command = command if len(command) <= SHOWN_CHARACTERS else command[:SHOWN_CHARACTERS] + "..."
+    print(f"graphdef: internal error: {type(error).__name__}: {message}", file=err)
+    print(f"This is a bug in graphdef: please report it with the command that was run ({command}); "
+          f"{DEBUG_VARIABLE}=1 shows the traceback.", file=err)
+
+
+def _unexpected(parser, args, extra: list) -> str:
+    """The usage error for arguments no command takes, naming the closest flag to an unknown one."""
+    command = getattr(args, "command_name", None)
+    sub = _subparsers(parser).get(command, parser)
+    usage = sub.format_usage().strip()
+    flag = next((x.partition("=")[0] for x in extra if x.startswith("-") and len(x) > 1), None)
+    if flag is None:
+        return f"unexpected argument '{extra[0]}'\n{usage}"
+    where = f" for 'graphdef {command}'" if command else ""
+    if flag in parser._option_string_actions and sub is not parser:
+        metavar = parser._option_string_actions[flag].metavar or ""
+        return (f"{flag} is a global option: put it before the command (graphdef {flag} {metavar} {command} ...)"
+                f"\n{usage}")
+    close = _closest_flag(flag, sub)
+    return f"unknown option '{flag}'{where}" + (f" (did you mean '{close}'?)" if close else "") + f"\n{usage}"
+
+
+def _subparsers(parser) -> dict:
+    """Command name -> its parser."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _closest_flag(flag: str, parser) -> str | None:
+    """The option a mistyped flag meant, matched on its spelling, its help text or its initials
+    (--learning-rate -> --lr, whose help is 'learning rate')."""
+    names = {}
+    for action in parser._actions:
+        if action.option_strings and action.help != argparse.SUPPRESS:
+            longest = max(action.option_strings, key=len)
+            for alias in (*action.option_strings, action.dest, action.help or ""):
+                names.setdefault(_words(alias), longest)
+    words = _words(flag)
+    initials = "".join(w[0] for w in words.split())
+    if len(words.split()) > 1 and initials in names:
+        return names[initials]
+    close = difflib.get_close_matches(words, list(names), n=1, cutoff=0.6)
+    return names[close[0]] if close else None
+
+
+def _words(text: str) -> str:
+    """'--batch-size', 'batch_size' and 'Batch size' all -> 'batch size'."""
+    return " ".join(w for w in re.split(r"[-_\s]+", text.lower()) if w)
+
+
+def _import_plugins(modules: list) -> None:
+    """Import each --plugin module: importing it registers its ops (graphdef.register_op)."""
+    for name in modules:
+        if not PLUGIN_NAME.fullmatch(name):
+            raise UsageError(f"--plugin takes a Python module name such as mypkg.ops, not '{name}' "
+                             "(put a module file's folder on PYTHONPATH and give the module's name)")
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit) as e:
+            hint = ("is it installed, or its folder on PYTHONPATH?" if isinstance(e, ModuleNotFoundError)
+                    else "the error is in the plugin's own code")
+            raise GraphDefError(Problem(f"cannot load plugin '{name}': {type(e).__name__}: {e}", hint=hint)) from None
 
 
 # -- commands ---------------------------------------------------------------------
@@ -111,9 +277,10 @@ def cmd_run(args, out, err):
     values = model.forward(_inputs(args))
     if args.check_numerics:
         model.check_numerics(values)
-    shown = {name: values[name] for name in model.outputs + ([model.loss] if model.loss else [])}
+    # the loss only when computed: without the label (inference) it is left out
+    shown = {name: values[name] for name in model.outputs + [model.loss] if name in values}
     if args.json:
-        print(json.dumps({"outputs": {k: v.tolist() for k, v in shown.items()}}), file=out)
+        print(_dumps({"outputs": shown}), file=out)
     else:
         for name, value in shown.items():
             print(f"{name} = {_fmt(value)}", file=out)
@@ -121,6 +288,9 @@ def cmd_run(args, out, err):
 
 def cmd_grad(args, out, err):
     model = _load(args, args.model)
+    if args.explain and args.method == "numeric":
+        raise UsageError("--explain shows the backward sweep (--method reverse, the default) or every path "
+                         "(--method paths); numeric differences have no steps to show")
     if args.explain:
         explain = explain_paths if args.method == "paths" else explain_sweep
         print(explain(model, _inputs(args), of=args.of, wrt=args.wrt), file=out)
@@ -130,8 +300,7 @@ def cmd_grad(args, out, err):
     if args.check_numerics:
         model.check_numerics(values, grads, of)
     if args.json:
-        print(json.dumps({"of": of, "method": args.method, "value": values[of].tolist(),
-                          "gradients": {k: v.tolist() for k, v in grads.items()}}), file=out)
+        print(_dumps({"of": of, "method": args.method, "value": values[of], "gradients": grads}), file=out)
     else:
         print(f"{of} = {_fmt(values[of])}", file=out)
         for name, g in grads.items():
@@ -177,6 +346,8 @@ def cmd_export(args, out, err):
 def cmd_import(args, out, err):
     from . import onnx
     output = Path(args.output)
+    if not output.name or (args.weights is not None and not Path(args.weights).name):
+        raise UsageError("-o and --weights name files, such as -o imported/model.yaml")
     weights = Path(args.weights) if args.weights else output.with_name(output.stem + ".weights.npz")
     if weights.resolve().parent != output.resolve().parent:
         raise UsageError("--weights must be in the same folder as the model file (-o)")
@@ -202,28 +373,32 @@ def cmd_plot(args, out, err):
 def cmd_train(args, out, err):
     if (args.model is None) == (args.resume is None):
         raise UsageError("give a MODEL to train, or --resume RUN_DIR to continue a run (not both)")
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "optimizer", "batch_size", "seed")}
+    overrides = check_overrides({k: getattr(args, k) for k in ("epochs", "lr", "optimizer", "batch_size", "seed")})
     model = None if args.model is None else _load(args, args.model, seed=args.seed)
     history = train(model, args.data, run_dir=args.output, resume=args.resume, force=args.force, out=err,
                     check_numerics=args.check_numerics, **overrides)
     if args.json:
-        print(json.dumps({"run_dir": str(history.run_dir), "model": str(history.saved), "status": history.status,
-                          "history": list(history)}), file=out)
+        print(_dumps({"run_dir": str(history.run_dir), "model": str(history.saved), "status": history.status,
+                      "history": list(history)}), file=out)
     else:
         print(history.saved, file=out)  # the result; progress and the epoch lines went to stderr
     return 130 if history.status == "interrupted" else 0
 
 
 def cmd_eval(args, out, err):
-    result = evaluate(_load(args, args.model), args.data)
+    model = _load(args, args.model)
+    _warn_untrained(model, args.model, "evaluating", err)
+    result = evaluate(model, args.data)
     if args.json:
-        print(json.dumps(result), file=out)
+        print(_dumps(result), file=out)
     else:
         print("  ".join(f"{k} {_fmt(v)}" for k, v in result.items()), file=out)
 
 
 def cmd_predict(args, out, err):
-    columns = prediction_columns(predict(_load(args, args.model), args.data))
+    model = _load(args, args.model)
+    _warn_untrained(model, args.model, "predicting with", err)
+    columns = prediction_columns(predict(model, args.data))
     text = to_csv(columns)
     if args.output:
         atomic_write(args.output, text.encode())
@@ -280,10 +455,37 @@ def _table(header: tuple, rows, out) -> None:
 
 
 def _fmt(value) -> str:
+    """A number or array for reading; adding 0.0 turns -0.0 into 0 (a sign that only confuses)."""
     value = np.asarray(value)
     if value.ndim == 0:
-        return f"{float(value):.10g}"
-    return np.array2string(value, separator=", ", formatter={"float_kind": lambda x: f"{x:.8g}"})
+        return f"{float(value) + 0.0:.10g}"
+    return np.array2string(value, separator=", ", formatter={"float_kind": lambda x: f"{x + 0.0:.8g}"})
+
+
+def _dumps(value) -> str:
+    """--json output: strict JSON, so NaN and infinity (which JSON lacks) become null, and -0.0 becomes 0.0."""
+    return json.dumps(_plain(value), allow_nan=False)
+
+
+def _plain(value):
+    """Arrays and numpy numbers as lists and Python numbers, every float finite or None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return _plain(value.tolist())
+    if isinstance(value, float):
+        return value + 0.0 if math.isfinite(value) else None
+    return value
+
+
+def _warn_untrained(model, path, doing: str, err) -> None:
+    """Random weights give random answers: say so when the parameters were drawn at load, not trained."""
+    if model.untrained:
+        names = ", ".join(model.untrained[:5]) + (", ..." if len(model.untrained) > 5 else "")
+        print(f"graphdef: warning: {doing} untrained weights ({names} drawn at random when the model loaded); "
+              f"train first with `graphdef train {path}`", file=err)
 
 
 # -- the command table ---------------------------------------------------------------
@@ -311,6 +513,14 @@ class Command(NamedTuple):
     loads_models: bool = True  # takes LOAD_OPTIONS
 
 
+# Options of graphdef itself, given before the command.
+GLOBAL_OPTIONS = (
+    arg("--plugin", action="append", metavar="MODULE",
+        help="import the Python module MODULE (e.g. mypkg.ops) before the command runs, so the ops it "
+             "registers with graphdef.register_op can be used by models; repeatable. A module name found "
+             "on the Python path (PYTHONPATH), not a file; only the command line loads plugins, never a model file"),
+)
+
 # Arguments several commands share, defined once.
 LOAD_OPTIONS = (
     arg("--limit", action="append", metavar="NAME=N",
@@ -319,7 +529,7 @@ LOAD_OPTIONS = (
     arg("--dtype", choices=["float32", "float64"], help="override the model's dtype"),
 )
 MODEL = arg("model", metavar="MODEL")
-JSON = arg("--json", action="store_true", help="print one JSON object")
+JSON = arg("--json", action="store_true", help="print one JSON object (NaN and infinity as null)")
 AT = arg("--at", action="append", metavar="NAME=VALUE", help="an input value, a YAML literal")
 INPUTS = arg("--inputs", metavar="DATA", help="input values from a .npz or .json file")
 AT_INPUTS_JSON = (MODEL.but(metavar="FILE"), AT, INPUTS, JSON)  # run and grad: a model at given input values
@@ -386,7 +596,7 @@ COMMANDS = (
         OUTPUT.but(metavar="RUN_DIR", help="where to save (default: runs/NAME, never reused)"),
         arg("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint"),
         arg("--force", action="store_true", help="overwrite an existing run directory"),
-        JSON.but(help="print the history as one JSON object"),
+        JSON.but(help="print the history as one JSON object (NaN and infinity as null)"),
         arg("--check-numerics", action="store_true",
             help="check every batch for NaN or infinity, naming the vertex (slower)"),
     )),
@@ -405,9 +615,13 @@ COMMANDS = (
 
 def _build_parser(out) -> argparse.ArgumentParser:
     """The argparse parser of COMMANDS; help and usage go to `out`."""
-    parser = _Parser(prog="graphdef", description="Declarative computation graphs in YAML.", out=out)
+    parser = _Parser(prog="graphdef", description="Declarative computation graphs in YAML.", out=out,
+                     epilog=f"`graphdef COMMAND --help` describes a command. {DEBUG_VARIABLE}=1 in the environment "
+                            "shows the traceback of an internal error.")
     parser.add_argument("--version", action="version", version=f"graphdef {__version__}")
-    sub = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    _add_arguments(parser, GLOBAL_OPTIONS)
+    # dest unlike any option's (import has --name); no command is a usage error of our own
+    sub = parser.add_subparsers(dest="command_name", parser_class=_Parser)
     load_options = _add_arguments(argparse.ArgumentParser(add_help=False), LOAD_OPTIONS)
     for c in COMMANDS:
         p = sub.add_parser(c.name, help=c.help, description=c.help, out=out,

@@ -7,12 +7,13 @@ integer class labels become one-hot vectors where the input expects them.
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..format.data import read_arrays
-from ..errors import GraphDefError, did_you_mean
+from ..errors import GraphDefError, Problem, did_you_mean
 from .datasets import BUILTIN
 
 MAPPING_PATH = ("training", "data", "inputs")
@@ -22,15 +23,40 @@ def read_source(source, base_dir=None) -> dict:
     """name -> array for a built-in data set name, a file path, or an in-memory dict of arrays."""
     if isinstance(source, dict):
         return {k: np.asarray(v) for k, v in source.items()}
+    if not isinstance(source, (str, os.PathLike)):
+        raise GraphDefError(f"a data source is a name or a file path, not {type(source).__name__}")
     if source in BUILTIN:
         return BUILTIN[source]()
-    path = Path(source)
-    if not path.is_absolute() and base_dir is not None and not path.exists():
-        path = Path(base_dir) / path
-    if path.suffix not in (".csv", ".npz"):
-        hint = did_you_mean(source, BUILTIN) or f"built-in data sets: {', '.join(BUILTIN)}; or a .csv/.npz file"
+    if Path(source).suffix not in (".csv", ".npz"):
+        hint = did_you_mean(str(source), BUILTIN) or f"built-in data sets: {', '.join(BUILTIN)}; or a .csv/.npz file"
         raise GraphDefError(f"unknown data source '{source}' ({hint})")
-    return read_arrays(path)
+    return read_arrays(locate(source, base_dir))
+
+
+def locate(source, base_dir=None) -> Path:
+    """A data file as given (relative to the current folder), else relative to the model's folder.
+
+    When neither exists the error names the path as the user wrote it and every place looked in.
+    """
+    given = Path(source)
+    places = [given]
+    beside = None if given.is_absolute() or base_dir is None else Path(base_dir) / given
+    if beside is not None and os.path.abspath(beside) != os.path.abspath(given):
+        places.append(beside)
+    for path in places:
+        if _present(path):
+            return path
+    looked = " and ".join(f"{os.path.abspath(p)} ({where})"
+                          for p, where in zip(places, ("from the current folder", "beside the model")))
+    hint = "check the path" if given.is_absolute() else f"looked for {looked}; check the path"
+    raise GraphDefError(Problem("file not found", str(source), hint=hint))
+
+
+def _present(path: Path) -> bool:
+    try:
+        return path.exists() or path.is_symlink()
+    except (OSError, ValueError):  # a name too long, a NUL byte: the reader says what is wrong with it
+        return True
 
 
 def feed(model, data: dict, mapping: dict | None, names) -> dict:

@@ -23,7 +23,7 @@ from ..format import serialize
 from ..errors import GraphDefError, Problem
 from ..format.loader import load
 from . import checkpoint
-from .config import TrainConfig, resolve
+from .config import TrainConfig, check_overrides, resolve
 from .feed import feed, read_source
 from .optimizers import Optimizer, clip_by_norm, scheduled_lr
 
@@ -54,6 +54,7 @@ def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = Fal
         with checkpoint.RunLock(_existing(resume)):
             return _Run.resumed(Path(resume), data, overrides, out, check_numerics).fit(callback)
     if not hasattr(model, "graph"):
+        check_overrides(overrides)  # before loading: a bad seed must not reach the initializers
         model = load(model, seed=overrides.get("seed"))
     config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
     feeds = _feeds(model, config, data)
@@ -80,7 +81,7 @@ def evaluate(model, data=None) -> dict:
 def predict(model, data) -> dict:
     """The prediction vertices' values for every sample of `data` (targets are not needed)."""
     data = str(data) if isinstance(data, Path) else data
-    config = resolve(model, {"data": data if isinstance(data, str) else None})
+    config = resolve(model, {"data": data if isinstance(data, str) else None}, need_loss=False)
     needed = [n for n in model.inputs if n in model.ancestors(config.predictions)]
     feeds = feed(model, read_source(data, model.folder), (config.data or {}).get("inputs"), needed)
     n = len(next(iter(feeds.values()))) if feeds else 0
