@@ -339,7 +339,7 @@ def cmd_plan(args, out, err):
 
 def cmd_export(args, out, err):
     from . import onnx
-    onnx.export(_load(args, args.model), args.output, opset=args.opset)
+    onnx.export(_load(args, args.model), args.output, opset=args.opset, with_loss=args.with_loss)
     print(f"wrote {args.output}", file=err)
 
 
@@ -572,6 +572,8 @@ COMMANDS = (
     Command("export", cmd_export, "export a model (trained weights too) to ONNX", (
         MODEL, OUTPUT.but(required=True, metavar="OUT.onnx"),
         arg("--opset", type=int, default=18, help="ONNX opset (13 or newer; default %(default)s)"),
+        arg("--with-loss", action="store_true",
+            help="also export the loss and the inputs it needs (the label); default: the inference graph"),
     )),
     Command("import", cmd_import, "import an ONNX model as graphdef YAML + weights", (
         MODEL.but(metavar="MODEL.onnx"), OUTPUT.but(required=True, metavar="OUT.yaml"),
