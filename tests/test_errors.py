@@ -92,7 +92,7 @@ def test_all_errors_of_a_file_are_reported_together():
     ("", "the file is empty"),
     ("graphdef: 1\nname: x\nparameters: {w: {shape: [100000, 100000, 100000], init: zeros}}\noutputs: [w]\n",
      "the parameters hold 1,000,000,000,000,000 values, more than 268,435,456"),
-    (b"\xff\xfe\x00garbage", "cannot read file: 'utf-8' codec can't decode"),
+    (b"\xff\xfe\x00garbage", "the file is not UTF-8"),
 ])
 def test_unlocated_file_errors(cli, tmp_path, text, expected):
     path = tmp_path / "m.yaml"

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import reprlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 from . import schema
-from ..errors import GraphDefError, did_you_mean
+from ..errors import GraphDefError, Problem, did_you_mean
 from .initializers import ALIASES, INITIALIZERS
 from ..ops import OPS
 from ..ops.registry import REQUIRED, Attr, bind_attrs
-from .source import Source, parse, read_file
+from .source import BROKEN, LIMITS, Limits, Source, parse, read_file
 
 ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "ints": list[int],
                    "floats": list[float], "any": None}
@@ -81,34 +82,96 @@ def standard_library() -> dict:
     return {**found, **PYTHON_FUNCTIONS}
 
 
-def expand(source: Source) -> Source:
-    """The same document with every call replaced by the nodes of its function (recursively)."""
+def expand(source: Source, limits: Limits = LIMITS, allow_outside: bool = False) -> tuple[Source, list]:
+    """The same document with every call replaced by the nodes of its function (recursively), and the
+    problems of the calls that could not be expanded: each of those is left BROKEN, so that the
+    loader still checks every other vertex. Includes must sit in the model's folder (or below)
+    unless `allow_outside`; the expansion stops as soon as it passes limits.max_vertices."""
     doc = source.data
-    functions = {**standard_library(), **_included(source)}
-    if not any(spec["op"] in functions for spec in (doc.get("nodes") or {}).values()):
-        return source
-    return _Expander(source, functions).run()
+    base = Path(source.file).resolve().parent if source.file else Path.cwd().resolve()
+    functions = {**standard_library(), **_included(source, _Reader(base, allow_outside, limits))}
+    if not any(spec is not BROKEN and spec["op"] in functions for spec in (doc.get("nodes") or {}).values()):
+        return source, []
+    _check_size(source, functions, limits)
+    expander = _Expander(source, functions, limits)
+    return expander.run(), expander.problems
+
+
+def _check_size(source: Source, functions: dict, limits: Limits) -> None:
+    """Refuse at once a model whose calls expand past max_vertices: counted without expanding, each
+    function once, so a 3 KB file of nested calls asking for billions of vertices costs milliseconds.
+    The count is a lower bound (an op named by an attribute counts 1); the expansion counts exactly."""
+    sizes = {}
+
+    def size(fn: Function) -> int:
+        if fn.name not in sizes:
+            sizes[fn.name] = 1  # while it is counted: a recursive call is reported by the expansion
+            body = fn.body(None) if fn.source is not None else {}  # a Python function's body needs attributes
+            sizes[fn.name] = len(body.get("constants") or {}) + sum(
+                size(functions[node["op"]]) if node.get("op") in functions else 1
+                for node in (body.get("nodes") or {}).values())
+        return sizes[fn.name]
+
+    doc = source.data
+    try:
+        count = sum(len(doc.get(k) or {}) for k in ("inputs", "parameters", "constants")) + sum(
+            size(functions[spec["op"]]) if spec is not BROKEN and spec["op"] in functions else 1
+            for spec in (doc.get("nodes") or {}).values())
+    except RecursionError:  # functions nested deeper than Python recurses: the expansion stops at max_depth
+        return
+    if count > limits.max_vertices:
+        raise GraphDefError(Problem(f"function calls expand the model to at least {count:,} vertices, more than "
+                                    f"{limits.max_vertices:,}", source.file, hint=limits.exceeded("max_vertices")))
 
 
 # -- finding functions ---------------------------------------------------------------
 
-def _included(source: Source, stack: tuple = ()) -> dict:
-    """Functions of a document and of everything it includes; names defined twice are errors."""
+@dataclass(frozen=True)
+class _Reader:
+    """Reads included files: only inside `base` (the model's folder) unless allowed, within the limits."""
+
+    base: Path
+    allow_outside: bool
+    limits: Limits
+
+    def outside(self, path: Path) -> bool:
+        """True for a file graphdef may not read: a shared model cannot make it read /etc/passwd."""
+        return not self.allow_outside and not path.is_relative_to(self.base)
+
+    def read(self, path: Path) -> Source:
+        library = read_file(path, self.limits)
+        check = schema.check(library, "library")
+        if check:
+            raise GraphDefError(check)
+        return library
+
+
+def _included(source: Source, reader: _Reader | None = None, stack: tuple = ()) -> dict:
+    """Functions of a document and of everything it includes; names defined twice are errors.
+
+    Without a reader (a loaded model's includes read again, to save it) any path is read: the
+    includes were confined, or allowed outside, when the model was loaded."""
     found, problems = {}, []
     here = Path(source.file).resolve() if source.file else None
-    base = here.parent if here else Path.cwd()
+    base = here.parent if here else Path.cwd().resolve()
+    reader = reader or _Reader(base, True, LIMITS)
     for i, name in enumerate(source.data.get("include") or []):
-        path = (base / name).resolve()
+        path = _resolved(base, name)
+        if path is None:
+            problems.append(source.problem(("include", i), f"'{name}' is not a usable file name", "check the path"))
+            continue
         if path in stack or path == here:
             chain = " -> ".join(p.name for p in (*stack, here, path) if p)
             problems.append(source.problem(("include", i), f"include cycle: {chain}", "remove one of the includes"))
             continue
+        if reader.outside(path):
+            problems.append(source.problem(("include", i), f"included file {path} is outside the model's folder",
+                                           "move it into the model's folder (or below), or allow it explicitly "
+                                           "(allow_outside)"))
+            continue
         try:
-            library = read_file(path)
-            check = schema.check(library, "library")
-            if check:
-                raise GraphDefError(check)
-            problems += _merge(found, _included(library, (*stack, here)), source, ("include", i))
+            library = reader.read(path)
+            problems += _merge(found, _included(library, reader, (*stack, here)), source, ("include", i))
         except GraphDefError as e:
             problems += [source.problem(("include", i), f"cannot include '{name}'", "see the errors that follow")]
             problems += e.errors
@@ -116,6 +179,13 @@ def _included(source: Source, stack: tuple = ()) -> dict:
     if problems:
         raise GraphDefError(problems)
     return found
+
+
+def _resolved(base: Path, name: str) -> Path | None:
+    try:
+        return (base / name).resolve()
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        return None
 
 
 def _merge(found: dict, new: dict, source: Source, path: tuple) -> list:
@@ -158,26 +228,39 @@ def _where(fn: Function) -> str:
 # -- expanding calls -------------------------------------------------------------------
 
 class _Expander:
-    def __init__(self, source: Source, functions: dict):
-        self.source, self.functions = source, functions
+    def __init__(self, source: Source, functions: dict, limits: Limits):
+        self.source, self.functions, self.limits = source, functions, limits
         doc = source.data
         self.parameters = dict(doc.get("parameters") or {})
         self.constants = dict(doc.get("constants") or {})
         self.nodes = {}
+        self.inputs = len(doc.get("inputs") or {})
         self.positions, self.calls, self.members = dict(source.positions), {}, {}
         self.problems = []
+        self.written = {}  # id(fn) -> positions of its body, by (section, name): copied without a search
 
     def run(self) -> Source:
         for name, spec in (self.source.data.get("nodes") or {}).items():
-            fn = self.functions.get(spec["op"])
+            fn = None if spec is BROKEN else self.functions.get(spec["op"])
             if fn is None:
-                self.nodes[name] = spec
-            else:
-                self.call(fn, spec, target=name, prefix=name, site=(self.source, ("nodes", name)), chain=())
-        if self.problems:
-            raise GraphDefError(self.problems)
+                self.add(self.nodes, name, spec)
+                continue
+            before = (len(self.problems), len(self.nodes), len(self.parameters), len(self.constants))
+            self.call(fn, spec, target=name, prefix=name, site=(self.source, ("nodes", name)), chain=())
+            if len(self.problems) > before[0]:  # leave nothing half-made: the call is reported, and BROKEN
+                for section, size in zip((self.nodes, self.parameters, self.constants), before[1:]):
+                    while len(section) > size:
+                        section.popitem()  # the last added first: what this call added
+                self.nodes[name] = BROKEN
         doc = {**self.source.data, "parameters": self.parameters, "constants": self.constants, "nodes": self.nodes}
         return Source(doc, self.source.file, self.positions, self.calls, self.members)
+
+    def add(self, section: dict, name: str, spec) -> None:
+        """Add a vertex, counting: nested calls can multiply a 3 KB file into billions of vertices."""
+        section[name] = spec
+        if self.inputs + len(self.nodes) + len(self.parameters) + len(self.constants) > self.limits.max_vertices:
+            raise GraphDefError(Problem(f"function calls expand the model to more than {self.limits.max_vertices:,} "
+                                        "vertices", self.source.file, hint=self.limits.exceeded("max_vertices")))
 
     def error(self, place: tuple, message: str, hint: str | None = None, chain: tuple = ()):
         source, path = place
@@ -187,21 +270,24 @@ class _Expander:
         self.problems.append(problem)
 
     def _describe(self, chain: tuple) -> str:
-        return ", ".join(f"in function '{fn}', called as '{prefix}' at {where}" for fn, prefix, where in reversed(chain))
+        return str(_Chain(chain))
 
     def call(self, fn: Function, spec: dict, target: str, prefix: str, site: tuple, chain: tuple):
         """Expand one call: `target` names its first output, `prefix` its internals."""
         if any(fn.name == f for f, _, _ in chain):
             cycle = " -> ".join([f for f, _, _ in chain] + [fn.name])
             return self.error(site, f"recursive function call: {cycle}", "a function cannot call itself", chain)
+        if len(chain) >= self.limits.max_depth:
+            return self.error(site, f"function calls nest deeper than {self.limits.max_depth} levels",
+                              self.limits.exceeded("max_depth"), chain)
         attrs = self._bind(fn, spec, site, chain)
         if attrs is None:
             return
         try:
             body = fn.body(attrs)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             return self.error(site, f"function '{fn.name}': {e}", chain=chain)
-        chain = chain + ((fn.name, prefix, site[0].where(site[1])),)
+        chain = chain + ((fn.name, prefix, site),)
         inputs = body.get("inputs") or []
         if len(spec["inputs"]) != len(inputs):
             return self.error((site[0], site[1] + ("inputs",)),
@@ -218,7 +304,7 @@ class _Expander:
         for i, out in enumerate(outputs):
             made = target if i == 0 else f"{prefix}/{out}"
             if out not in (body.get("nodes") or {}) or (i > 0 and env[out] != made):
-                self.nodes[made] = {"op": "identity", "inputs": [env.get(out, out)]}
+                self.add(self.nodes, made, {"op": "identity", "inputs": [env.get(out, out)]})
                 self._belongs(made, prefix, chain)
 
     def _bind(self, fn: Function, spec: dict, site: tuple, chain: tuple) -> dict | None:
@@ -243,12 +329,15 @@ class _Expander:
                                did_you_mean(shared[name], self.parameters), chain[:-1])
                 continue
             spec = {k: _substitute(v, attrs) for k, v in spec.items()}
-            bad = [d for d in spec.get("shape", []) if not isinstance(d, int) or isinstance(d, bool)]
+            bad = [d for d in spec.get("shape", []) if not isinstance(d, int) or isinstance(d, bool) or d < 0]
             init = spec.get("init")
             init = init.get("type") if isinstance(init, dict) else init
             if bad:
                 self.error(self._origin(fn, ("parameters", name, "shape")),
                            f"shape entries {bad} are not sizes", "name int attributes of the function", chain)
+            elif init is not None and not isinstance(init, str):
+                self.error(self._origin(fn, ("parameters", name, "init")), f"initializer {init!r} is not a name",
+                           f"one of: {', '.join([*INITIALIZERS, *ALIASES])}", chain)
             elif init is not None and init not in INITIALIZERS and init not in ALIASES:
                 self.error(self._origin(fn, ("parameters", name, "init")), f"unknown initializer '{init}'",
                            did_you_mean(init, [*INITIALIZERS, *ALIASES]), chain)
@@ -270,6 +359,8 @@ class _Expander:
                     new[key].append(env.get(ref, attrs.get(ref, ref)) if isinstance(ref, str) else ref)
             elif key != "parameters":
                 new[key] = _substitute(value, attrs)
+        if not self._substituted(fn, node, new, place, chain):
+            return
         new["op"] = "identity" if new["op"] == "none" else new["op"]
         if "parameters" in node:
             new["parameters"] = {k: env.get(v, v) for k, v in node["parameters"].items()}
@@ -277,14 +368,14 @@ class _Expander:
         inner = self.functions.get(new["op"])
         if inner is not None:
             return self.call(inner, new, target=target, prefix=f"{prefix}/{name}", site=place, chain=chain)
-        self.nodes[target] = new
+        self.add(self.nodes, target, new)
         self._copy_positions(fn, ("nodes", name), ("nodes", target))
         self._belongs(target, prefix, chain)
 
     def _place(self, section: dict, full: str, value, fn: Function, inner: tuple, kind: str) -> str:
         """Add a call's parameter or constant, unless the model already declares one of that name (a saved model)."""
         if full not in section:
-            section[full] = value
+            self.add(section, full, value)
             self._copy_positions(fn, inner, (kind, full))
         return full
 
@@ -292,18 +383,57 @@ class _Expander:
         """(source, path) where a function wrote something; a Python-built function points at nothing."""
         return (fn.source, fn.path + inner) if fn.source else (Source(None, "graphdef/functions.py"), inner)
 
+    def _substituted(self, fn: Function, node: dict, new: dict, place: tuple, chain: tuple) -> bool:
+        """After attributes are substituted, the op is still a name and every input a name or numbers."""
+        ok = isinstance(new["op"], str)
+        if not ok:
+            self.error((place[0], place[1] + ("op",)), f"op {_shown(new['op'])} is not a name (it is the value of "
+                       f"attribute '{node['op']}')", "give that attribute the name of an op or function", chain)
+        for i, ref in enumerate(new["inputs"]):
+            if not isinstance(ref, str) and schema.first_bad(ref) is not None:
+                ok = False
+                self.error((place[0], place[1] + ("inputs", i)), f"input {_shown(ref)} is neither a name nor numbers",
+                           "an input is a name, a number or a list of numbers", chain)
+        return ok
+
     def _copy_positions(self, fn: Function, inner: tuple, outer: tuple):
+        """Where the function wrote `inner` (a vertex of its body), recorded for its copy `outer`."""
         if fn.source is None:
             return
-        prefix = fn.path + inner
-        for path, position in fn.source.positions.items():
-            if path[:len(prefix)] == prefix:
-                self.positions[outer + path[len(prefix):]] = (*position[:2], position[2] if len(position) > 2
-                                                              else fn.source.file)
+        for rest, position in self._written(fn).get(inner, ()):
+            self.positions[outer + rest] = position
+
+    def _written(self, fn: Function) -> dict:
+        """Positions of a function's body grouped by vertex, found once: copying them is then linear."""
+        if id(fn) not in self.written:
+            table, n = {}, len(fn.path)
+            for path, position in fn.source.positions.items():
+                if path[:n] == fn.path and len(path) >= n + 2:
+                    where = (*position[:2], position[2] if len(position) > 2 else fn.source.file)
+                    table.setdefault(path[n:n + 2], []).append((path[n + 2:], where))
+            self.written[id(fn)] = table
+        return self.written[id(fn)]
 
     def _belongs(self, vertex: str, prefix: str, chain: tuple):
         self.members[vertex] = prefix
-        self.calls[vertex] = self._describe(chain)
+        self.calls[vertex] = _Chain(chain)
+
+
+class _Chain:
+    """The calls a vertex was expanded from, written out ("in function 'f', called as 'h1' at m.yaml:3:5")
+    only when an error shows it: formatting it for each of a million vertices would cost more than expanding."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: tuple):
+        self.calls = calls  # (function, prefix, (source, path) of the call)
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def __str__(self) -> str:
+        return ", ".join(f"in function '{fn}', called as '{prefix}' at {site[0].where(site[1])}"
+                         for fn, prefix, site in reversed(self.calls))
 
 
 def _substitute(value, attrs: dict):
@@ -313,3 +443,7 @@ def _substitute(value, attrs: dict):
     if isinstance(value, list):
         return [_substitute(v, attrs) for v in value]
     return value
+
+
+def _shown(value) -> str:
+    return reprlib.repr(value)

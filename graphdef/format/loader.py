@@ -1,15 +1,19 @@
 """From a parsed document to a checked Model: the boundary where everything is validated once.
 
 Checks, all collected before raising: the schema; names defined twice; unknown ops;
-undefined references; arity; attributes; outputs and loss; cycles; static shapes.
+undefined references; arity; attributes; outputs and loss; cycles; static shapes and sizes.
+A vertex with a problem is kept as BROKEN, so the others are still checked in the same round.
 After this the interpreter trusts the graph.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import math
+import os
 import zipfile
+import zlib
 from pathlib import Path
 from types import MappingProxyType
 
@@ -25,34 +29,39 @@ from ..engine.model import Model
 from ..ops import OPS
 from ..ops.registry import bind_attrs, show_shape
 from ..pause_gc import without_gc
-from .source import LIMITS, Limits, Source, parse, read_file
+from .source import BROKEN, LIMITS, MAX_RANK, Limits, Source, parse, read_file, read_regular, too_many_vertices
 
 DTYPES = ("float32", "float64")
 SECTIONS = {"inputs": "input", "parameters": "parameter", "constants": "constant", "nodes": "node"}
 NODE_KEYS = ("op", "inputs", "description")
+INDEPENDENT = ("name", "description", "training")  # top-level keys the graph does not depend on
 
 
-def load(path, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,
-         limits: Limits = LIMITS) -> Model:
+def load(path, *, seed: int | None = None, dtype: str | None = None, allow_outside: bool = False,
+         allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
     """Load and validate a model file.
 
     Parameters with an `init` are drawn with `seed` (default: the model's training.seed, else 0).
-    A trained model's weights file must sit in the model's folder (or below it) unless
-    `allow_outside_weights` is set: a shared model file cannot make graphdef read elsewhere.
-    `dtype` (float32, float64) overrides the model's. `limits` bounds what a file may ask
-    for (size, values, nesting, vertices).
+    The files a model names (includes, its weights file) must sit in the model's folder (or below
+    it) unless `allow_outside` is set (`allow_outside_weights` is its former name): a shared model
+    file cannot make graphdef read elsewhere. `dtype` (float32, float64) overrides the model's.
+    `limits` bounds what a file may ask for (size, values, nesting, vertices, tensor sizes).
+    A run's checkpoint (RUN_DIR/checkpoints/epoch-0003.npz) loads as the model it holds.
     """
+    if Path(path).suffix == ".npz":
+        from ..training.checkpoint import load_model
+        return load_model(path, seed=seed, dtype=dtype, limits=limits)
     with without_gc():
-        return build(read_file(path, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
-                     limits=limits)
+        return build(read_file(path, limits), seed=seed, dtype=dtype, allow_outside=allow_outside,
+                     allow_outside_weights=allow_outside_weights, limits=limits)
 
 
 def loads(text: str, *, seed: int | None = None, dtype: str | None = None, file: str | None = None,
-          allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
-    """Load and validate a model from YAML text (weights files are then relative to the working folder)."""
+          allow_outside: bool = False, allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
+    """Load and validate a model from YAML text (includes and weights are then relative to the working folder)."""
     with without_gc():
-        return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside_weights=allow_outside_weights,
-                     limits=limits)
+        return build(parse(text, file, limits), seed=seed, dtype=dtype, allow_outside=allow_outside,
+                     allow_outside_weights=allow_outside_weights, limits=limits)
 
 
 def from_document(doc: dict, *, file: str | None = None, **options) -> Model:
@@ -64,58 +73,102 @@ def from_document(doc: dict, *, file: str | None = None, **options) -> Model:
         return build(Source(doc, file), **options)
 
 
-def build(source: Source, *, seed: int | None = None, dtype: str | None = None, allow_outside_weights: bool = False,
-          limits: Limits = LIMITS) -> Model:
-    problems = schema.check(source)
-    if problems:
-        raise GraphDefError(problems)
+def build(source: Source, *, seed: int | None = None, dtype: str | None = None, allow_outside: bool = False,
+          allow_outside_weights: bool = False, limits: Limits = LIMITS) -> Model:
+    """The checked Model of a parsed document; every limit is checked before the work it bounds."""
+    allow_outside = allow_outside or allow_outside_weights
+    _check_vertices(source, limits)
+    if dtype is not None and dtype not in DTYPES:
+        raise GraphDefError(Problem(f"unknown dtype '{dtype}'", hint=f"use one of: {', '.join(DTYPES)}"))
+    written, problems = _triaged(source)
     if dtype is not None:
-        if dtype not in DTYPES:
-            raise GraphDefError(Problem(f"unknown dtype '{dtype}'", hint=f"use one of: {', '.join(DTYPES)}"))
-        source = Source({**source.data, "dtype": dtype}, source.file, source.positions)
-    if seed is None:
-        seed = (source.data.get("training") or {}).get("seed", 0)
-    expanded = expand(source)
-    size = sum(len(expanded.data.get(k) or {}) for k in SECTIONS)
-    if size > limits.max_vertices:
-        raise GraphDefError(Problem(f"the model has {size:,} vertices, more than {limits.max_vertices:,}", source.file,
-                                    hint=limits.exceeded("max_vertices")))
-    declared = sum(math.prod(p.get("shape") or []) for p in (expanded.data.get("parameters") or {}).values()
-                   if isinstance(p.get("shape"), list) and all(isinstance(d, int) for d in p["shape"]))
+        written = Source({**written.data, "dtype": dtype}, written.file, written.positions)
+    expanded, more = expand(written, limits, allow_outside)
+    _check_vertices(expanded, limits)
+    _check_parameter_values(expanded, limits)
+    doc = {**source.data, "dtype": dtype} if dtype is not None else source.data
+    seed = _seed(written.data) if seed is None else seed
+    return _Loader(expanded, seed, allow_outside, limits, problems + more).model(doc)
+
+
+def _triaged(source: Source) -> tuple[Source, list]:
+    """The schema's problems, and the document with every vertex they concern set BROKEN so the loader
+    checks all the others in the same round. Problems elsewhere (outputs, functions, weights...: what
+    the whole graph depends on) are raised at once."""
+    found = schema.located(source)
+    if not found:
+        return source, []
+    vertex = lambda path: len(path) >= 2 and path[0] in SECTIONS  # noqa: E731
+    known = schema.schema()["properties"]
+    if any(not vertex(path) and (not path or path[0] in known and path[0] not in INDEPENDENT) for path, _ in found):
+        raise GraphDefError([problem for _, problem in found])
+    doc = dict(source.data)
+    for section in {path[0] for path, _ in found if vertex(path)}:
+        doc[section] = dict(doc[section])
+    for path, _ in found:
+        if vertex(path):
+            doc[path[0]][path[1]] = BROKEN
+    return Source(doc, source.file, source.positions), [problem for _, problem in found]
+
+
+def _seed(doc: dict) -> int:
+    """The model's training.seed when it is one (a wrong one is reported by the schema), else 0."""
+    seed = doc["training"].get("seed", 0) if isinstance(doc.get("training"), dict) else 0
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
+
+
+def _check_vertices(source: Source, limits: Limits) -> None:
+    """A cheap count, before anything is validated or built (a parsed file was counted while read)."""
+    doc = source.data
+    if isinstance(doc, dict):
+        size = sum(len(doc[k]) for k in SECTIONS if isinstance(doc.get(k), dict))
+        if size > limits.max_vertices:
+            raise too_many_vertices(size, limits, source.file)
+
+
+def _check_parameter_values(source: Source, limits: Limits) -> None:
+    """The values the parameters declare, counted before any is drawn or read."""
+    declared = sum(math.prod(p["shape"]) for p in (source.data.get("parameters") or {}).values()
+                   if isinstance(p, dict) and isinstance(p.get("shape"), list)
+                   and all(isinstance(d, int) for d in p["shape"]))
     if declared > limits.max_parameter_values:
-        raise GraphDefError(Problem(f"the parameters hold {declared:,} values, more than {limits.max_parameter_values:,}",
-                                    source.file, hint=limits.exceeded("max_parameter_values")))
-    return _Loader(expanded, seed, allow_outside_weights).model(source.data)
+        raise GraphDefError(Problem(f"the parameters hold {declared:,} values, more than "
+                                    f"{limits.max_parameter_values:,}", source.file,
+                                    hint=limits.exceeded("max_parameter_values")))
 
 
 class _Loader:
-    def __init__(self, source: Source, seed: int, allow_outside_weights: bool):
-        self.source, self.doc = source, source.data
+    def __init__(self, source: Source, seed: int, allow_outside: bool, limits: Limits, problems: list):
+        self.source, self.doc, self.limits = source, source.data, limits
         self.dtype = np.dtype(self.doc.get("dtype", "float64"))
         self.rng = np.random.default_rng(seed)
         self.graph = nx.MultiDiGraph()
-        self.problems = []
-        self.weights = _Weights(source, allow_outside_weights) if "weights" in self.doc else None
+        self.problems = list(problems)  # found before (schema, calls): their vertices are BROKEN
+        self.broken = set()  # vertices with a problem: the others are still checked, these no further
+        self.weights = _Weights(source, allow_outside, limits, self.error) if "weights" in self.doc else None
 
     def error(self, path: tuple, message: str, hint: str | None = None):
         self.problems.append(self.source.problem(path, message, hint))
+        if len(path) > 1 and path[0] in SECTIONS:
+            self.broken.add(path[1])
 
     def model(self, doc: dict) -> Model:
         """The checked Model; `doc` is the document as written (before function calls were expanded)."""
         self._declare()
         self._connect()
         self._check_targets()
-        self._check_cycles()
-        if not self.problems:
+        if self._acyclic():
             self._infer_shapes()
+        self._check_sizes()
         if self.problems:
             raise GraphDefError(sorted(self.problems, key=lambda p: (p.line or 0, p.column or 0)))
         return Model(self._frozen(), doc, self.source)
 
     def _frozen(self) -> Graph:
         """The checked graph as records: nothing after the loader changes it."""
+        dtype = self.dtype.name
         return Graph(Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
-                            MappingProxyType(v.get("attrs", {})), v.get("value"), self.dtype.name,
+                            MappingProxyType(v.get("attrs", {})), v.get("value"), dtype,
                             *v["position"][:2], v.get("call"), v.get("init"))
                      for n, v in self.graph.nodes(data=True))
 
@@ -131,6 +184,10 @@ class _Loader:
                                "own name")
                     continue
                 position = self.source.positions.get((section, name), (None, None))
+                if spec is BROKEN:
+                    self.broken.add(name)
+                    self.graph.add_node(name, kind=kind, shape=None, op=None, attrs={}, args=(), position=position)
+                    continue
                 self.graph.add_node(name, kind=kind, position=position, call=self.source.members.get(name),
                                     **getattr(self, f"_{kind}")(name, spec))
 
@@ -143,17 +200,17 @@ class _Loader:
         if "weights" in spec:
             value = self._stored(path, spec)
         elif "value" in spec:
-            value = self._array(path + ("value",), spec["value"], finite=True)
+            value = self._array(path + ("value",), spec["value"])
             if value is not None and "shape" in spec and list(value.shape) != spec["shape"]:
                 self.error(path + ("shape",), f"value has shape {list(value.shape)} but shape says {spec['shape']}",
                            "make them agree, or drop shape")
         else:
             try:
-                value = initialize(spec["init"], spec["shape"], self.rng).astype(self.dtype)
-            except TypeError:
+                value = initialize(spec["init"], spec["shape"], self.rng, self.dtype)
+            except ValueError as e:
                 value = None
-                self.error(path + ("init",), "initializer setting does not apply to this initializer",
-                           "normal takes mean, std; uniform takes low, high; constant takes value; others none")
+                self.error(path + ("init",), f"initializer: {e}",
+                           "normal takes mean, std >= 0; uniform takes low <= high; constant takes value; others none")
             return {"value": value, "shape": None if value is None else value.shape, "init": spec["init"]}
         return {"value": value, "shape": None if value is None else value.shape}
 
@@ -162,37 +219,29 @@ class _Loader:
             self.error(path + ("weights",), "the parameter refers to a weights file, but the model names none",
                        "add `weights: {file: weights.npz}` at the top level")
             return None
-        try:
-            value = self.weights.array(spec["weights"])
-        except GraphDefError as e:
-            self.problems += e.errors
-            return None
-        if value is None:
-            self.error(path + ("weights",), f"array '{spec['weights']}' is missing from {self.weights.path.name}",
-                       "the weights file does not belong to this model; save the model again")
-        elif list(value.shape) != spec["shape"] or not np.issubdtype(value.dtype, np.floating):
-            self.error(path, f"stored array has shape {list(value.shape)} and dtype {value.dtype}, "
-                       f"expected shape {spec['shape']} of floats", "the weights file does not match this model")
-            value = None
-        return None if value is None else value.astype(self.dtype)
+        value = self.weights.array(spec["weights"], spec["shape"], path)
+        return None if value is None else value.astype(self.dtype, copy=False)
 
     def _constant(self, name, spec):
         value = self._array(("constants", name), spec)
         return {"value": value, "shape": None if value is None else value.shape}
 
     def _node(self, name, spec):
-        return {"op": OPS.get(spec["op"]), "attrs": {}, "args": ()}
+        return {"op": OPS.get(spec["op"]), "attrs": {}, "args": (), "shape": None}
 
-    def _array(self, path, literal, finite: bool = False):
-        """A literal as an array; NaN is refused (and infinity too where `finite`): a value no model means."""
+    def _array(self, path, literal):
+        """A literal as an array; NaN and infinity (or a number too large for the dtype) are refused: no
+        model means them, and they would poison every value they reach."""
         try:
-            value = np.array(literal, dtype=self.dtype)
-        except ValueError:
+            with np.errstate(over="ignore"):
+                value = np.array(literal, dtype=self.dtype)
+        except (ValueError, TypeError, OverflowError):
             self.error(path, "not a rectangular array of numbers", "every row must have the same length")
             return None
-        if np.isnan(value).any() or finite and not np.isfinite(value).all():
-            self.error(path, f"the value contains {'NaN' if np.isnan(value).any() else 'infinity'}",
-                       "write a finite number")
+        if not np.isfinite(value).all():
+            nan = np.isnan(value).any()
+            self.error(path, f"the value contains {'NaN' if nan else 'infinity'}" + ("" if nan else
+                       f" (or a number too large for {self.dtype.name})"), "write a finite number")
             return None
         return value
 
@@ -202,8 +251,8 @@ class _Loader:
         names = [n for n in self.graph if self.graph.nodes[n]["kind"] != "literal"]
         for name, spec in (self.doc.get("nodes") or {}).items():
             path = ("nodes", name)
-            if self.graph.nodes[name].get("kind") != "node":
-                continue  # a duplicate name, already reported
+            if spec is BROKEN or self.graph.nodes[name].get("kind") != "node":
+                continue  # reported already: a duplicate name, or a vertex with problems
             args = []
             for i, ref in enumerate(spec["inputs"]):
                 if not isinstance(ref, str):
@@ -222,8 +271,9 @@ class _Loader:
     def _literal(self, node: str, i: int, value) -> str:
         name = f"{node}[{i}]"
         position = self.source.positions.get(("nodes", node, "inputs", i), (None, None))
+        value = self._array(("nodes", node, "inputs", i), value)
         self.graph.add_node(name, kind="literal", position=position, call=self.source.members.get(node),
-                            value=self._array(("nodes", node, "inputs", i), value), shape=())
+                            value=value, shape=None if value is None else value.shape)  # a list's own shape
         return name
 
     def _op(self, path, spec):
@@ -254,63 +304,151 @@ class _Loader:
 
     # -- whole-graph checks ---------------------------------------------------------
 
-    def _check_cycles(self):
+    def _acyclic(self) -> bool:
+        """Report every cycle; shapes can only be inferred without one."""
+        acyclic = True
         for component in nx.strongly_connected_components(self.graph):
             first = next(iter(component))
             if len(component) > 1 or self.graph.has_edge(first, first):
+                acyclic = False
                 cycle = [u for u, *_ in nx.find_cycle(self.graph.subgraph(component))]
                 self.error(("nodes", cycle[0], "inputs"), "cycle: " + " -> ".join(cycle + cycle[:1]),
                            "a node cannot depend on itself; break the cycle")
+        return acyclic
 
     def _infer_shapes(self):
+        """Every node's static shape; a broken vertex has none (unknown), so its users are still checked."""
         for name in topological_order(self.graph):
             v = self.graph.nodes[name]
-            if v["kind"] != "node":
+            if v["kind"] != "node" or name in self.broken:
                 continue
             shapes = [self.graph.nodes[a]["shape"] for a in v["args"]]
             try:
                 v["shape"] = v["op"].shape(*shapes, **v["attrs"])
-            except (ValueError, TypeError, IndexError) as e:
+            except (ValueError, TypeError, IndexError, ArithmeticError, KeyError) as e:
                 v["shape"] = None
                 given = ", ".join(f"{a} {show_shape(s)}" for a, s in zip(v["args"], shapes))
                 self.error(("nodes", name), f"{e}", f"inputs: {given}")
-        loss = self.doc.get("loss")
-        if loss is not None and self.graph.nodes[loss]["shape"] not in (None, ()):
-            self.error(("loss",), f"loss '{loss}' must be a scalar, its shape is {show_shape(self.graph.nodes[loss]['shape'])}",
+        shape = self.graph.nodes[self.doc["loss"]]["shape"] if self.doc.get("loss") in self.graph else None
+        if shape not in (None, ()):
+            self.error(("loss",), f"loss '{self.doc['loss']}' must be a scalar, its shape is {show_shape(shape)}",
                        "reduce it with sum or mean")
 
+    def _check_sizes(self):
+        """No value may have more than MAX_RANK dimensions or max_tensor_values numbers (its known sizes'
+        product): an op broadcasting to 60000 x 60000 is refused here, not when it runs out of memory."""
+        sections = {kind: section for section, kind in SECTIONS.items()}
+        for name, v in self.graph.nodes(data=True):
+            shape = v.get("shape")
+            if shape is None or v["kind"] == "literal":
+                continue
+            path = (sections[v["kind"]], name)
+            values = math.prod(d for d in shape if d is not None)
+            if len(shape) > MAX_RANK:
+                self.error(path, f"'{name}' has {len(shape)} dimensions, more than {MAX_RANK}",
+                           "no model needs that many: check the shapes and ops feeding it")
+            elif values > self.limits.max_tensor_values:
+                self.error(path, f"'{name}' would hold {values:,} values ({show_shape(shape)}), more than "
+                           f"{self.limits.max_tensor_values:,}", self.limits.exceeded("max_tensor_values"))
 
 
 class _Weights:
-    """The weights file of a trained model: found, confined to the model's folder, hash-checked, read once."""
+    """The weights file of a trained model: confined to the model's folder, bounded in size, hash-checked,
+    and read lazily: an array is decompressed only when a parameter asks for it, and only after its
+    size in the zip directory and its header (dtype, shape) agree with the parameter."""
 
-    def __init__(self, source: Source, allow_outside: bool):
-        self.source, self.allow_outside, self.arrays = source, allow_outside, None
-        base = Path(source.file).resolve().parent if source.file else Path.cwd()
-        self.base, self.path = base, (base / source.data["weights"]["file"]).resolve()
+    def __init__(self, source: Source, allow_outside: bool, limits: Limits, error):
+        self.source, self.allow_outside, self.limits, self.error = source, allow_outside, limits, error
+        self.base = Path(source.file).resolve().parent if source.file else Path.cwd().resolve()
+        self.path = self.base / source.data["weights"]["file"]
+        self.zip, self.failed = None, False
 
-    def fail(self, key, message, hint=None):
-        raise GraphDefError(self.source.problem(("weights", key), message, hint))
+    def fail(self, key: str, message: str, hint: str | None = None) -> None:
+        """A problem of the whole file, reported once (not once per parameter)."""
+        self.failed = True
+        self.error(("weights", key), message, hint)
 
-    def array(self, key: str):
-        if self.arrays is None:
-            self.arrays = self._read()
-        return self.arrays.get(key)
+    def array(self, key: str, shape: list, path: tuple) -> np.ndarray | None:
+        """The stored array of the parameter at `path`, or None once its problem is reported."""
+        if self.zip is None and not self.failed:
+            self.zip = self._open()
+        if self.zip is None:
+            return None
+        info = self.members.get(f"{key}.npy")
+        if info is None:
+            return self.error(path + ("weights",), f"array '{key}' is missing from {self.path.name}",
+                              "the weights file does not belong to this model; save the model again")
+        if info.file_size > math.prod(shape) * 16 + 2**16:  # float128 at most, and a header
+            return self.error(path, f"stored array '{key}' is larger ({info.file_size:,} bytes) than a {shape} "
+                              "parameter", "the weights file does not match this model")
+        return self._member(info, key, shape, path)
 
-    def _read(self) -> dict:
-        if not self.allow_outside and not self.path.is_relative_to(self.base):
-            self.fail("file", f"weights file {self.path} is outside the model's folder",
-                      "move it beside the model, or allow it explicitly (allow_outside_weights)")
+    def _open(self) -> zipfile.ZipFile | None:
         try:
-            blob = self.path.read_bytes()
-        except OSError as e:
-            self.fail("file", f"cannot read weights file {self.path}: {e.strerror or e}", "check the path")
+            self.path = self.path.resolve()
+        except (OSError, ValueError):
+            return self.fail("file", "the weights file name is not usable", "check weights.file")
+        if not self.allow_outside and not self.path.is_relative_to(self.base):
+            return self.fail("file", f"weights file {self.path} is outside the model's folder",
+                             "move it beside the model, or allow it explicitly (allow_outside)")
+        if not self.path.exists():
+            return self.fail("file", f"cannot read weights file {self.path}: {os.strerror(errno.ENOENT)}",
+                             "check the path")
+        try:
+            blob = read_regular(self.path, 8 * self.limits.max_parameter_values + self.limits.max_file_bytes,
+                                self.limits.exceeded("max_parameter_values"))
+        except GraphDefError as e:
+            return self.fail("file", f"cannot read weights file {self.path}: {e.errors[0].message}", e.errors[0].hint)
         expected = self.source.data["weights"].get("sha256")
         if expected and hashlib.sha256(blob).hexdigest() != expected:
-            self.fail("sha256", f"weights file {self.path.name} does not match its SHA-256",
-                      "the file was changed or corrupted; save or train the model again")
+            return self.fail("sha256", f"weights file {self.path.name} does not match its SHA-256",
+                             "the file was changed or corrupted; save or train the model again")
         try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-                return {k: archive[k] for k in archive.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            self.fail("file", f"weights file {self.path.name} is unreadable: {e}", "it is truncated or corrupted")
+            archive = zipfile.ZipFile(io.BytesIO(blob))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            return self.fail("file", f"weights file {self.path.name} is unreadable: {e}",
+                             "it is truncated or corrupted")
+        self.members = {info.filename: info for info in archive.infolist()}
+        return archive
+
+    def _member(self, info: zipfile.ZipInfo, key: str, shape: list, path: tuple) -> np.ndarray | None:
+        try:
+            with self.zip.open(info) as f:
+                return self._checked(_read_npy(f, shape), key, shape, path)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+            self.error(path, f"stored array '{key}' is unreadable: {e}", "the weights file is truncated or corrupted")
+
+    def _checked(self, value, key: str, shape: list, path: tuple) -> np.ndarray | None:
+        if isinstance(value, str):  # what the header says, when it does not fit
+            return self.error(path, f"stored array has {value}, expected shape {shape} of floats",
+                              "the weights file does not match this model")
+        if value is None:
+            return self.error(("weights", "file"), f"weights file {self.path.name} is unreadable: array '{key}' holds "
+                              "Python objects, which graphdef never loads", "save the model again")
+        if not np.isfinite(value).all():
+            return self.error(path, f"stored array '{key}' contains NaN or infinity",
+                              "the model diverged when it was trained: train it again, with a lower learning rate")
+        return value
+
+
+def _read_npy(f, shape: list):
+    """An .npy member read after its header: float arrays of the expected shape only (never a pickle,
+    never an allocation the header alone asks for). Returns the array, or what the header says instead
+    (None: Python objects)."""
+    version = np.lib.format.read_magic(f)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy version {version}")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    stored, fortran, dtype = read_header(f)
+    if dtype.hasobject:
+        return None  # unpickling would run code
+    if dtype.kind != "f" or list(stored) != list(shape):
+        return f"shape {list(stored)} and dtype {dtype}"
+    array = np.empty(tuple(reversed(shape)) if fortran else tuple(shape), dtype)
+    view, done = memoryview(array.reshape(-1)).cast("B"), 0
+    while done < array.nbytes:
+        n = f.readinto(view[done:])
+        if not n:
+            raise ValueError(f"the array ends after {done:,} of {array.nbytes:,} bytes")
+        done += n
+    return array.T if fortran else array

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from importlib import resources
@@ -55,12 +56,77 @@ def _inline(node, defs: dict, expanding: tuple = ()):
 
 def check(source: Source, root: str | None = None) -> list[Problem]:
     """Every schema violation of the document, in file order."""
+    return [problem for _, problem in located(source, root)]
+
+
+def located(source: Source, root: str | None = None) -> list[tuple[tuple, Problem]]:
+    """Every schema violation with the document path it concerns (so the loader can go on elsewhere), in file order.
+
+    A document that is not a mapping, or lacks `graphdef:`, gets that one problem and nothing of its
+    content is echoed: it may be any file (a password file named as an include)."""
     data = source.data
-    if root is None and isinstance(data, dict) and isinstance(data.get("nodes"), dict):
-        # Most nodes are plainly valid: leave those out of the (slow) generic validation.
-        data = {**data, "nodes": {k: v for k, v in data["nodes"].items() if not plain_node(k, v)}}
-    problems = [p for e in _validator(root).iter_errors(data) for p in _explain(e, source)]
-    return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
+    if not isinstance(data, dict) or "graphdef" not in data:
+        what = "model" if root is None else "file of functions"
+        return [((), Problem(f"not a graphdef {what}: it has no `graphdef: 1` line at the top", source.file,
+                             hint="is this the right file? a graphdef file starts with `graphdef: 1`"))]
+    found = []
+    data = _lighten(data, (), source, found)
+    if isinstance(data.get("functions"), dict):
+        data["functions"] = {name: _lighten(spec, ("functions", name), source, found)
+                             for name, spec in data["functions"].items()}
+    found += [pair for e in _validator(root).iter_errors(data) for pair in _explain(e, source)]
+    return sorted(found, key=lambda pair: (pair[1].line or 0, pair[1].column or 0))
+
+
+def _lighten(part, path: tuple, source: Source, found: list):
+    """A copy of a model or function without what is checked faster here: plain nodes, and literals
+    (a million numbers would take jsonschema a minute, trying each against the `literal` anyOf)."""
+    if not isinstance(part, dict):
+        return part
+    part = dict(part)
+    if isinstance(part.get("nodes"), dict):
+        part["nodes"] = {k: v for k, v in part["nodes"].items() if not plain_node(k, v)}
+    if isinstance(part.get("constants"), dict):
+        for name, value in part["constants"].items():
+            found += _literal(value, path + ("constants", name), source)
+        part["constants"] = dict.fromkeys(part["constants"], 0)
+    if isinstance(part.get("parameters"), dict):
+        part["parameters"] = {k: _valueless(v, path + ("parameters", k), source, found)
+                              for k, v in part["parameters"].items()}
+    return part
+
+
+def _valueless(spec, path: tuple, source: Source, found: list):
+    if not isinstance(spec, dict) or "value" not in spec:
+        return spec
+    found += _literal(spec["value"], path + ("value",), source)
+    return {**spec, "value": 0}
+
+
+def _literal(value, path: tuple, source: Source) -> list:
+    bad = first_bad(value)
+    if bad is None:
+        return []
+    where = path + bad
+    return [(where, source.problem(where, f"invalid value {_short(_at(value, bad))}",
+                                   "expected " + _lower(schema()["$defs"]["literal"]["description"])))]
+
+
+def first_bad(value) -> tuple | None:
+    """Where in a literal the first entry that is neither a number nor a list sits (None: it is all numbers)."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            bad = None if type(item) in (int, float) else first_bad(item)
+            if bad is not None:
+                return (i, *bad)
+        return None
+    return None if isinstance(value, (int, float)) and not isinstance(value, bool) else ()
+
+
+def _at(value, path: tuple):
+    for i in path:
+        value = value[i]
+    return value
 
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
@@ -79,29 +145,52 @@ def plain_node(name, node) -> bool:
 
 
 def _explain(error, source: Source):
+    """(path, Problem) pairs in plain words for one jsonschema error."""
     path = tuple(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(allowed), key=str):
-            yield source.problem(path + (key,), f"unknown key '{key}'",
-                                 did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}")
-    elif error.validator == "required":
-        key = error.message.split("'")[1]
-        yield source.problem(path, f"missing required key '{key}'", f"add '{key}:'")
+            yield path + (key,), source.problem(path + (key,), f"unknown key '{key}'",
+                                                did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}")
     elif error.validator == "propertyNames" or error.schema_path and "propertyNames" in error.schema_path:
-        yield source.problem(path + (error.instance,), f"'{error.instance}' is not a valid name",
-                             _lower(schema()["$defs"]["name"]["description"]))
-    elif error.validator == "const":
-        yield source.problem(path, f"expected {error.validator_value!r}, got {error.instance!r}")
-    elif error.validator == "enum":
-        choices = [str(c) for c in error.validator_value]
-        yield source.problem(path, f"invalid value {_short(error.instance)}",
-                             did_you_mean(error.instance, choices) or f"expected one of: {', '.join(choices)}")
-    elif error.validator in ("anyOf", "oneOf", "pattern", "not"):
-        expected = error.schema.get("description") or error.message
-        yield source.problem(path, f"invalid value {_short(error.instance)}", "expected " + _lower(expected))
+        yield path + (error.instance,), source.problem(path + (error.instance,), f"'{error.instance}' is not a valid "
+                                                      "name", _lower(schema()["$defs"]["name"]["description"]))
     else:
-        yield source.problem(path, error.message)
+        yield path, source.problem(path, *_describe(error, path))
+
+
+def _describe(error, path: tuple) -> tuple:
+    """(message, hint) for an error about one value."""
+    if error.validator == "required":
+        key = error.message.split("'")[1]
+        return f"missing required key '{key}'", f"add '{key}:'"
+    if error.validator == "const":
+        return f"expected {error.validator_value!r}, got {_short(error.instance)}", None
+    if error.validator == "enum":
+        choices = [str(c) for c in error.validator_value]
+        return f"invalid value {_short(error.instance)}", did_you_mean(error.instance, choices) or \
+            f"expected one of: {', '.join(choices)}"
+    if error.validator in ("anyOf", "oneOf", "pattern", "not"):
+        return f"invalid value {_short(error.instance)}", "expected " + _lower(error.schema.get("description")
+                                                                               or error.message)
+    if error.validator == "type" and error.instance is None and path:
+        section = "section " if len(path) == 1 else ""
+        return f"{section}'{path[-1]}' is empty or wrongly indented", \
+            f"write its entries under it, indented further; expected {_kind(error.validator_value)}"
+    if error.validator == "type":
+        return f"expected {_kind(error.validator_value)}, got {_short(error.instance)}", None
+    if error.validator == "maxItems" and path and path[-1] == "shape":
+        return f"a shape has at most {error.validator_value} dimensions, this one has {len(error.instance)}", None
+    return error.message, None
+
+
+KINDS = {"object": "a mapping", "array": "a list", "string": "a string", "number": "a number",
+         "integer": "an integer", "boolean": "true or false", "null": "nothing (null)"}
+
+
+def _kind(types) -> str:
+    words = [KINDS.get(t, t) for t in ([types] if isinstance(types, str) else types)]
+    return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
 def _lower(text: str) -> str:
@@ -109,5 +198,17 @@ def _lower(text: str) -> str:
 
 
 def _short(value) -> str:
-    text = json.dumps(value, default=str)
+    """A value as JSON, cut short: a message quotes what it refuses, never a whole file's worth."""
+    text = json.dumps(_trimmed(value), default=str)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _trimmed(value, depth: int = 3):
+    """Enough of a value to show its start: a few entries, a few levels, the start of a string."""
+    if isinstance(value, str):
+        return value[:41]
+    if isinstance(value, list):
+        return [_trimmed(v, depth - 1) for v in value[:8]] if depth else []
+    if isinstance(value, dict):
+        return {str(k)[:41]: _trimmed(v, depth - 1) for k, v in itertools.islice(value.items(), 8)} if depth else {}
+    return value

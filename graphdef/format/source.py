@@ -6,25 +6,30 @@ alongside a map from document path to position.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..errors import GraphDefError, Problem
+from ..errors import GraphDefError, Problem, clip
 
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 5x faster
 C_SAFE_DEPTH = 1000  # libyaml's composer recurses in C: deeper documents go to the pure-Python one, which stops cleanly
 STR_TAG = "tag:yaml.org,2002:str"
 PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+VERTEX_SECTIONS = ("inputs", "parameters", "constants", "nodes")
+MAX_RANK = 32  # dimensions of any value (numpy stops at 64; no model needs more than a handful)
 
 
 def format_path(path: tuple) -> str:
     """('nodes', 'h1', 'inputs', 1) -> 'nodes.h1.inputs[1]'."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        part = part if isinstance(part, int) else clip(str(part))  # a 5 MB name is not echoed whole
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
 
 
@@ -38,6 +43,7 @@ class Limits:
     max_depth: int = 100  # nesting of mappings and lists
     max_vertices: int = 1_000_000
     max_parameter_values: int = 2**28  # numbers in all parameters together: 2 GiB in float64
+    max_tensor_values: int = 2**28  # numbers in any one value whose shape is known at load (one sample)
 
     @staticmethod
     def exceeded(what: str) -> str:
@@ -45,6 +51,17 @@ class Limits:
 
 
 LIMITS = Limits()
+
+
+class _Broken:
+    """The spec of a vertex whose errors are already reported: the loader keeps its name, so references
+    to it resolve and every other vertex is still checked in the same round, and checks nothing more of it."""
+
+    def __repr__(self) -> str:
+        return "BROKEN"
+
+
+BROKEN = _Broken()
 
 
 @dataclass
@@ -65,39 +82,89 @@ class Source:
     def problem(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem located at `path`, or at its nearest written ancestor."""
         path = tuple(path)
-        at = path
-        while at and at not in self.positions:
-            at = at[:-1]
-        line, column, *elsewhere = self.positions.get(at, (None, None))
+        file, line, column = self._position(path)
         call = self.calls.get(path[1]) if len(path) > 1 and isinstance(path[1], str) else None
-        return Problem(f"{message} [{call}]" if call else message, elsewhere[0] if elsewhere else self.file,
-                       line, column, format_path(path) or None, hint)
+        return Problem(f"{message} [{call}]" if call else message, file, line, column, format_path(path) or None, hint)
 
     def where(self, path: tuple) -> str:
         """file:line:column of a path, for messages that point at a second place."""
-        p = self.problem(path, "")
-        return ":".join(str(x) for x in (p.file or "<text>", p.line, p.column) if x is not None)
+        file, line, column = self._position(tuple(path))
+        return ":".join(str(x) for x in (file or "<text>", line, column) if x is not None)
+
+    def _position(self, path: tuple) -> tuple:
+        while path and path not in self.positions:
+            path = path[:-1]
+        line, column, *elsewhere = self.positions.get(path, (None, None))
+        return elsewhere[0] if elsewhere else self.file, line, column
 
 
 def read_file(path, limits: Limits = LIMITS) -> Source:
     """Read and parse a YAML model file; any failure is a GraphDefError naming the file."""
     path = Path(path)
+    data = read_regular(path, limits.max_file_bytes, limits.exceeded("max_file_bytes"))
+    return parse(decode(data, str(path)), str(path), limits)
+
+
+def read_regular(path: Path, max_bytes: int, hint: str) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`. A pipe would block forever and /dev/zero never
+    ends (its size says 0), so only regular files are opened, and never more than max_bytes + 1 is read."""
+    fail = lambda message, advice=None: GraphDefError(Problem(message, str(path), hint=advice))  # noqa: E731
     try:
-        if path.stat().st_size > limits.max_file_bytes:
-            raise GraphDefError(Problem(f"file is larger than {limits.max_file_bytes:,} bytes", str(path),
-                                        hint=limits.exceeded("max_file_bytes")))
-        text = path.read_text(encoding="utf-8")
+        _regular(os.stat(path), fail)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            _regular(os.fstat(fd), fail)  # the same file as stat saw, even if it was swapped meanwhile
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(max_bytes + 1)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
-        raise GraphDefError(Problem("file not found", str(path), hint="check the path")) from None
-    except IsADirectoryError:
-        raise GraphDefError(Problem("is a directory, not a model file", str(path))) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GraphDefError(Problem(f"cannot read file: {e}", str(path))) from None
-    return parse(text, str(path), limits)
+        raise fail("file not found", "check the path") from None
+    except PermissionError:
+        raise fail("cannot read file: permission denied", "check the file's permissions") from None
+    except OSError as e:
+        raise fail(f"cannot read file: {e.strerror or e}") from None
+    except GraphDefError:
+        raise
+    except ValueError:  # a NUL byte in the name
+        raise fail("not a usable file name", "check the path") from None
+    if len(data) > max_bytes:
+        raise fail(f"file is larger than {max_bytes:,} bytes", hint)
+    return data
+
+
+def _regular(status: os.stat_result, fail) -> None:
+    if stat.S_ISDIR(status.st_mode):
+        raise fail("is a directory, not a file", "give the path of a file")
+    if not stat.S_ISREG(status.st_mode):
+        raise fail("is not a regular file (a pipe, socket or device): graphdef reads only plain files",
+                   "copy its contents into a file")
+
+
+def decode(data: bytes, file: str | None) -> str:
+    """UTF-8 text (a leading byte-order mark is dropped); UTF-16, Latin-1 and binary files are named as such."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise GraphDefError(Problem("the file is not UTF-8 (it starts with a UTF-16 byte-order mark)", file,
+                                    hint="save it as UTF-8"))
+    at = data.find(b"\x00")
+    try:
+        if at >= 0:
+            raise UnicodeDecodeError("utf-8", data, at, at + 1, "NUL byte")
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        kind = "it holds NUL bytes: UTF-16 or binary" if e.reason == "NUL byte" else \
+            f"byte 0x{data[e.start]:02X} is not UTF-8: Latin-1 or Windows text?"
+        raise GraphDefError(Problem(f"the file is not UTF-8 ({kind})", file, line, column,
+                                    hint="save it as UTF-8")) from None
 
 
 def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source:
-    """Parse YAML text into a Source; syntax errors, unsafe tags, duplicate keys and limits raise."""
+    """Parse YAML text into a Source; syntax errors, unsafe tags, duplicate keys and limits raise.
+
+    Every limit is checked on the composed node tree, before any value is built: the work that
+    follows (building, schema validation, expansion) only ever sees a document within the limits."""
     bound = _nesting_bound(text)
     if bound >= C_SAFE_DEPTH and bound > limits.max_depth:  # refuse before any parser recurses into it
         raise GraphDefError(Problem(f"document nests deeper than {limits.max_depth} levels", file,
@@ -108,25 +175,54 @@ def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source
         root = loader.get_single_node()
         if root is None:
             raise GraphDefError(Problem("the file is empty", file, hint="a model starts with `graphdef: 1`"))
-        if "&" in text or bound > limits.max_depth:  # no anchor, no alias: the text itself bounds the size
-            _check_size(root, limits, file)
+        _check_vertices(root, limits, file)
+        if "&" in text or 4 * len(text) > limits.max_values or bound > limits.max_depth:
+            _check_size(root, limits, file)  # else the text is too short to hold max_values values
         builder = _Builder(loader, source)
         source.data = builder.build(root, ())
     except RecursionError:
         raise GraphDefError(Problem("document is nested too deeply", file, hint="flatten the YAML")) from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise GraphDefError(Problem(f"invalid YAML: {e.problem or e.context}", file,
-                                    mark.line + 1 if mark else None,
-                                    mark.column + 1 if mark else None,
-                                    hint="fix the YAML at this position")) from None
     except yaml.YAMLError as e:
-        raise GraphDefError(Problem(f"invalid YAML: {e}", file)) from None
+        raise GraphDefError(_yaml_problem(e, text, file)) from None
     finally:
         loader.dispose()
     if builder.problems:
         raise GraphDefError(builder.problems)
     return source
+
+
+def _yaml_problem(error: yaml.YAMLError, text: str, file) -> Problem:
+    """A YAML syntax error in plain words, at its line and column."""
+    if isinstance(error, yaml.reader.ReaderError) and isinstance(error.character, int):
+        at = text.find(chr(error.character))  # the first such character (libyaml counts positions in bytes)
+        at = error.position if at < 0 else at
+        return Problem(f"character #x{error.character:04x} is not allowed in YAML", file,
+                       text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at), hint="remove it")
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if mark is None:
+        return Problem(f"invalid YAML: {error}", file)
+    lines = text.split("\n")
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if "\t" in line[:len(line) - len(line.lstrip(" \t"))] or "'\\t'" in str(error.problem):
+        return Problem("tabs are not allowed for indentation in YAML: use spaces", file, mark.line + 1,
+                       line.index("\t") + 1 if "\t" in line else mark.column + 1, hint="replace each tab by spaces")
+    return Problem(f"invalid YAML: {error.problem or error.context}", file, mark.line + 1, mark.column + 1,
+                   hint="fix the YAML at this position")
+
+
+def too_many_vertices(count: int, limits: Limits, file) -> GraphDefError:
+    return GraphDefError(Problem(f"the model has {count:,} vertices, more than {limits.max_vertices:,}", file,
+                                 hint=limits.exceeded("max_vertices")))
+
+
+def _check_vertices(root, limits: Limits, file) -> None:
+    """Refuse a model with too many vertices as soon as its tree is composed, before building them."""
+    if not isinstance(root, yaml.MappingNode):
+        return
+    count = sum(len(value.value) for key, value in root.value
+                if isinstance(value, yaml.MappingNode) and key.value in VERTEX_SECTIONS)
+    if count > limits.max_vertices:
+        raise too_many_vertices(count, limits, file)
 
 
 def _nesting_bound(text: str) -> int:
@@ -170,14 +266,24 @@ def _check_size(root, limits: Limits, file) -> None:
 
 
 class _Builder:
+    """Plain data from the node tree. A node used again through an alias is built once and copied:
+    a small file of aliases costs its expanded size in copying, not in building and positions."""
+
     def __init__(self, loader, source: Source):
         self.loader, self.source = loader, source
         self.problems: list[Problem] = []
+        self.built = {}  # id(node) -> its value, for nodes an alias may repeat
 
     def build(self, node, path: tuple):
         if node is None:
             return None
         self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if id(node) in self.built:
+            return _copy(self.built[id(node)])
+        value = self.built[id(node)] = self._value(node, path)
+        return value
+
+    def _value(self, node, path: tuple):
         if node.tag not in PLAIN_TAGS:
             raise yaml.MarkedYAMLError(problem=f"tag '{node.tag}' is not allowed: graphdef reads plain YAML only",
                                        problem_mark=node.start_mark)
@@ -204,3 +310,12 @@ class _Builder:
             self.source.positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             out[key] = self.build(value_node, path + (key,))
         return out
+
+
+def _copy(value):
+    """A fresh copy of built data (lists and mappings; scalars are shared), so no two places share a list."""
+    if isinstance(value, list):
+        return [_copy(v) if isinstance(v, (list, dict)) else v for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) if isinstance(v, (list, dict)) else v for k, v in value.items()}
+    return value
