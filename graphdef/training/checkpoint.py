@@ -187,8 +187,8 @@ def _count(value) -> bool:
 META = {  # key -> (check, what it must be)
     "epoch": (_count, "a count"),
     "batch": (_count, "a count"),
-    "sums": (lambda v: isinstance(v, dict) and all(_real(v.get(k)) for k in ("loss", "correct", "count")),
-             "{loss, correct, count} as numbers"),
+    "sums": (lambda v: isinstance(v, dict) and all(_real(v.get(k)) for k in ("loss", "count"))
+             and isinstance(v.get("metrics", {}), dict), "{loss, count} as numbers and {metrics}"),
     "best": (lambda v: isinstance(v, dict) and (v.get("value") is None or _real(v["value"]))
              and (v.get("epoch") is None or _count(v["epoch"])) and _count(v.get("wait")), "{value, epoch, wait}"),
     "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) and all(map(_real, r.values())) for r in v),

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from . import plot
+from . import metrics, plot, report
 from ..format import serialize
 from ..errors import GraphDefError, Problem
 from ..format.loader import load
@@ -74,8 +73,10 @@ def evaluate(model, data=None) -> dict:
         rows = split(rows, config.seed, config.validation_split)[0]
     else:
         rows = np.arange(rows)
-    result = _measure(model, config, feeds, rows, _metrics(config, feeds))
-    return {**result, "samples": int(len(rows))}
+    terms = report.loss_terms(model, config.loss)
+    result, tracker = _measure(model, config, feeds, rows, _pairs(model, config, feeds, terms), terms)
+    confusions = {k: m.tolist() for k, m in tracker.confusions().items()}
+    return {**result, **confusions, "samples": int(len(rows))}
 
 
 def predict(model, data) -> dict:
@@ -139,41 +140,23 @@ def _clear(run_dir: Path) -> None:
         old.unlink()
 
 
-def _metrics(config: TrainConfig, feeds: dict) -> list:
-    if config.metrics is not None:
-        return list(config.metrics)
-    if not config.targets or not config.predictions:
-        return []
-    t = _stack([feeds[n] for n in config.targets])
-    one_hot = t.ndim == 2 and t.shape[1] > 1 and np.all((t == 0) | (t == 1)) and np.all(t.sum(1) == 1)
-    return ["accuracy"] if one_hot else []
+def _pairs(model, config: TrainConfig, feeds: dict, terms=()) -> list:
+    """What to report per (prediction, target) pair: the training block's metrics, or defaults chosen
+    from the targets' values and the predictions' shapes (a forward pass on two samples gives them)."""
+    predictions = config.predictions if config.targets else []
+    sample = model.predict_batch({n: a[:2] for n, a in feeds.items()}, [config.loss, *predictions, *terms])
+    return metrics.plan(config.metrics, {p: sample[p] for p in predictions}, {t: feeds[t] for t in config.targets})
 
 
-def _stack(arrays: list) -> np.ndarray:
-    return arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=-1)
-
-
-def _correct(pred: np.ndarray, target: np.ndarray) -> int:
-    """Correct samples: the arg max of class scores, or a probability above one half against a 0/1 label."""
-    n = len(pred)
-    pred, target = pred.reshape(n, -1), target.reshape(n, -1)
-    if pred.shape[1] > 1:
-        return int((pred.argmax(-1) == (target.argmax(-1) if target.shape[1] > 1 else target[:, 0])).sum())
-    return int(((pred[:, 0] > 0.5) == (target[:, 0] > 0.5)).sum())
-
-
-def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, metrics: list) -> dict:
-    """Loss (mean over samples) and metrics on the given rows, forward only, in chunks."""
-    loss_sum = correct = 0.0
+def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, pairs: list, terms=()):
+    """(loss (mean over samples) and metrics, their Tracker) on the given rows, forward only, in chunks."""
+    loss_sum, tracker = 0.0, metrics.Tracker(pairs, terms)
     for start in range(0, len(rows), EVAL_CHUNK):
         idx = rows[start:start + EVAL_CHUNK]
-        values = model.predict_batch({n: a[idx] for n, a in feeds.items()}, [config.loss, *config.predictions])
+        values = model.predict_batch({n: a[idx] for n, a in feeds.items()}, [config.loss, *config.predictions, *terms])
         loss_sum += float(np.mean(values[config.loss])) * len(idx)
-        if metrics:
-            correct += _correct(_stack([values[p] for p in config.predictions]),
-                                _stack([values[t] for t in config.targets]))
-    n = max(len(rows), 1)
-    return {"loss": loss_sum / n, **({"accuracy": correct / n} if "accuracy" in metrics else {})}
+        tracker.update(values, len(idx))
+    return {"loss": loss_sum / max(len(rows), 1), **tracker.result()}, tracker
 
 
 class _Run:
@@ -186,12 +169,14 @@ class _Run:
         self.val_rows, self.train_rows = split(n, config.seed, config.validation_split)
         if len(self.train_rows) == 0:
             raise GraphDefError(f"no training samples left after holding out {config.validation_split:.0%} of {n}")
-        self.metrics = _metrics(config, feeds)
+        self.terms = report.loss_terms(model, config.loss)
+        self.pairs = _pairs(model, config, feeds, self.terms)
+        self.tracker = metrics.Tracker(self.pairs, self.terms)
         self.optimizer = Optimizer(config.optimizer["name"], **{k: v for k, v in config.optimizer.items() if k != "name"})
         self.params = list(model.parameters)
         self.history = History()
         self.epoch = self.batch = 0
-        self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        self.sums = {"loss": 0.0, "count": 0.0}
         self.best = {"value": None, "epoch": None, "wait": 0}
         self.best_params = None
         self.stop_requested = False
@@ -207,7 +192,10 @@ class _Run:
         model = found.model
         config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
         run = cls(model, config, _feeds(model, config, data), run_dir, out, check_numerics)
-        run.restore(found.arrays, found.meta)
+        try:
+            run.restore(found.arrays, found.meta)
+        except GraphDefError as e:  # metrics' sums that do not fit the model's metrics: name the file
+            raise GraphDefError(Problem(e.errors[0].message, str(found.path), hint=e.errors[0].hint)) from None
         older = ", the newest intact checkpoint" if found.skipped else ""
         print(f"resuming {run_dir} from {found.path.name}{older} (epoch {run.epoch + 1}, batch {run.batch + 1})",
               file=out)
@@ -219,6 +207,8 @@ class _Run:
         best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
         self.best_params = best or None
         self.epoch, self.batch, self.sums, self.best = meta["epoch"], meta["batch"], meta["sums"], meta["best"]
+        if "metrics" in self.sums:  # (a checkpoint of an older graphdef has none: the epoch's metrics restart)
+            self.tracker.load(self.sums.pop("metrics"))
         self.history.extend(meta["history"])
 
     def _save_checkpoint(self) -> None:
@@ -226,7 +216,8 @@ class _Run:
         arrays |= {f"opt/{k}": v for k, v in self.optimizer.state.items()}
         arrays |= {f"best/{k}": v for k, v in (self.best_params or {}).items()}
         doc = checkpoint.document(self.model, self._training_block(absolute=True))
-        meta = {"epoch": self.epoch, "batch": self.batch, "sums": self.sums, "best": self.best,
+        meta = {"epoch": self.epoch, "batch": self.batch, "sums": {**self.sums, "metrics": self.tracker.state()},
+                "best": self.best,
                 "history": list(self.history), "doc": doc}
         serialize.save(self.model, self.run_dir, self._training_block(absolute=False))  # first: a run with a
         checkpoint.write(self.run_dir, arrays, meta, self.config.keep_checkpoints)  # checkpoint has a model.yaml
@@ -243,6 +234,9 @@ class _Run:
 
     def fit(self, callback=None) -> History:
         self.history.model, self.history.run_dir = self.model, self.run_dir
+        for line in report.summary(self.model, self.config, len(self.train_rows), len(self.val_rows),
+                                   self.tracker.keys(), self.terms):
+            print(line, file=self.out)
         with _stop_on_sigint(self):
             while self.epoch < self.config.epochs and not self._patience_spent():
                 lr = scheduled_lr(self.optimizer.lr, self.epoch, self.config.epochs, self.config.schedule)
@@ -258,7 +252,7 @@ class _Run:
         size = self.config.batch_size
         order = self.train_rows[np.random.default_rng([self.config.seed, self.epoch]).permutation(len(self.train_rows))]
         batches = range(self.batch, -(-len(order) // size))
-        with _progress(self.out, len(batches), f"epoch {self.epoch + 1}/{self.config.epochs}") as bar:
+        with report.Progress(self.out, len(batches), f"epoch {self.epoch + 1}/{self.config.epochs}") as bar:
             for b in batches:
                 self._step(order[b * size:(b + 1) * size], lr)
                 self.batch = b + 1
@@ -273,7 +267,7 @@ class _Run:
     def _step(self, rows: np.ndarray, lr: float) -> None:
         model, loss = self.model, self.config.loss
         batch = {n: a[rows] for n, a in self.feeds.items()}
-        kept = () if self.check_numerics else self.config.predictions  # (): every value, to name a fault
+        kept = () if self.check_numerics else (*self.config.predictions, *self.terms)  # (): every value
         values, grads = model.train_step(batch, loss, self.params, outputs=kept)  # gradients of the mean loss
         value = values[loss]
         mean = float(value) if np.ndim(value) == 0 else float(value.sum()) / value.size  # ndarray.mean is 4x slower
@@ -282,26 +276,22 @@ class _Run:
         self.optimizer.step(model.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
         self.sums["loss"] += mean * len(rows)
         self.sums["count"] += len(rows)
-        if self.metrics:
-            self.sums["correct"] += _correct(_stack([values[p] for p in self.config.predictions]),
-                                             _stack([values[t] for t in self.config.targets]))
+        self.tracker.update(values, len(rows))
 
     def _end_epoch(self, lr: float, started: float) -> dict:
         """The epoch's history row, validation included (and in its time, as a user waits for it)."""
         n = self.sums["count"]
-        row = {"epoch": self.epoch + 1, "loss": self.sums["loss"] / n}
-        if "accuracy" in self.metrics:
-            row["accuracy"] = self.sums["correct"] / n
+        row = {"epoch": self.epoch + 1, "loss": self.sums["loss"] / n, **self.tracker.result()}
         if len(self.val_rows):
-            measured = _measure(self.model, self.config, self.feeds, self.val_rows, self.metrics)
+            measured, _ = _measure(self.model, self.config, self.feeds, self.val_rows, self.pairs, self.terms)
             row |= {f"val_{k}": v for k, v in measured.items()}
         seconds = time.perf_counter() - started
         row |= {"lr": lr, "seconds": round(seconds, 6)}
         self.history.append(row)
         self.epoch, self.batch = self.epoch + 1, 0
-        self.sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
-        print(f"epoch {row['epoch']}/{self.config.epochs}  {shown}  ({seconds:.1f}s)", file=self.out, flush=True)
+        self.sums = {"loss": 0.0, "count": 0.0}
+        self.tracker.reset()
+        print(report.epoch_line(row, self.config.epochs), file=self.out, flush=True)
         return row
 
     # -- stopping ----------------------------------------------------------------------
@@ -311,7 +301,7 @@ class _Run:
         if stopping is None:
             return
         monitor = stopping.get("monitor") or ("val_loss" if len(self.val_rows) else "loss")
-        available = ["loss"] + ["accuracy"] * ("accuracy" in self.metrics)
+        available = ["loss", *self.tracker.keys()]
         available += [f"val_{m}" for m in available] if len(self.val_rows) else []
         if monitor not in available:
             raise GraphDefError(self.model.locate(("training", "early_stopping", "monitor"),
@@ -323,7 +313,7 @@ class _Run:
         if stopping is None:
             return
         value, best, delta = row[self.monitor], self.best["value"], stopping.get("min_delta", 0.0)
-        sign = 1 if "loss" in self.monitor else -1
+        sign = 1 if metrics.lower_is_better(self.monitor) else -1
         if best is None or sign * (best - value) > delta:
             self.best = {"value": value, "epoch": row["epoch"], "wait": 0}
             self.best_params = {k: v.copy() for k, v in self.model.parameters.items()}
@@ -337,7 +327,8 @@ class _Run:
 
     def _finish(self, status: str) -> History:
         stopping = self.config.early_stopping or {}
-        if status != "interrupted" and self.best_params and stopping.get("restore_best", True):
+        restored = status != "interrupted" and self.best_params and stopping.get("restore_best", True)
+        if restored:
             for k, v in self.best_params.items():
                 self.model.parameters[k][...] = v
         path = serialize.save(self.model, self.run_dir, self._training_block(absolute=False))
@@ -350,7 +341,8 @@ class _Run:
         elif status == "early stopped":
             print(f"early stopping: no improvement of {self.monitor} for {self.best['wait']} epochs; "
                   f"kept the weights of epoch {self.best['epoch']}", file=self.out)
-        print(f"saved trained model to {path}", file=self.out)
+        kept = self.best["epoch"] if restored else None
+        print(report.end_line(self.history, path, getattr(self, "monitor", None), kept), file=self.out)
         self.history.saved = path
         return self.history
 
@@ -401,23 +393,3 @@ class _stop_on_sigint:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
 
-
-class _progress:
-    """A tqdm bar with the live loss on terminals; silent when output is not a terminal."""
-
-    def __init__(self, out, total: int, label: str):
-        self.bar = None
-        if getattr(out, "isatty", lambda: False)():
-            self.bar = tqdm(total=total, desc=label, file=out, leave=False, dynamic_ncols=True)
-
-    def __enter__(self):
-        return self
-
-    def __call__(self, loss: float):
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            self.bar.update()
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
