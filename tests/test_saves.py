@@ -308,8 +308,6 @@ def test_a_checkpoint_loads_evaluates_and_exports(tmp_path, tiny):
     assert (tmp_path / "epoch1.onnx").stat().st_size > 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs graphdef.load to hand .npz files to checkpoint.load_model "
-                                       "(graphdef/format/loader.py, see the report)")
 def test_graphdef_eval_of_a_checkpoint(tmp_path, tiny, cli):
     quiet(tiny, run_dir=tmp_path / "run")
     code, out, err = cli("eval", tmp_path / "run" / "checkpoints" / "epoch-0003.npz", "--json")

@@ -430,7 +430,7 @@ def _load(args, path, **options):
         if name not in Limits.__dataclass_fields__ or not value.isdigit():
             raise UsageError(f"--limit takes NAME=INTEGER with NAME one of {', '.join(Limits.__dataclass_fields__)}")
         limits[name] = int(value)
-    return load(path, dtype=args.dtype, allow_outside_weights=args.allow_outside_weights,
+    return load(path, dtype=args.dtype, allow_outside=args.allow_outside,
                 limits=Limits(**limits), **options)
 
 
@@ -525,7 +525,8 @@ GLOBAL_OPTIONS = (
 LOAD_OPTIONS = (
     arg("--limit", action="append", metavar="NAME=N",
         help="raise a safety limit for a file you trust: " + ", ".join(Limits.__dataclass_fields__)),
-    arg("--allow-outside-weights", action="store_true", help="let a model read a weights file outside its own folder"),
+    arg("--allow-outside", "--allow-outside-weights", dest="allow_outside", action="store_true",
+        help="let a model read includes and its weights file outside its own folder"),
     arg("--dtype", choices=["float32", "float64"], help="override the model's dtype"),
 )
 MODEL = arg("model", metavar="MODEL")
