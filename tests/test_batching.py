@@ -17,6 +17,7 @@ from graphdef.engine.lift import PER_SAMPLE, batched_vertices, lift_of
 from graphdef.engine.model import PlanKey
 from graphdef.ops import OPS
 from graphdef.ops.batching import elementwise
+from test_op_gradients import random_broadcast_shapes
 
 ENGINES = [pytest.param(False, id="compiled"), pytest.param(True, id="reference")]
 
@@ -37,16 +38,6 @@ def test_op_on_a_batch_is_the_op_per_sample(name, index, which, reference):
     model, feeds, batched = one_op_case(name, index, which, reference)
     assert model.reference is reference
     check_batch_equivalence(model, feeds, batched)
-
-
-def random_broadcast_shapes(rng, arity):
-    """Per-sample shapes of rank <= 3 that broadcast together: dimensions collapsed to 1 or dropped."""
-    full = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(0, 4)))
-    shapes = []
-    for _ in range(arity):
-        dims = [1 if rng.random() < 0.3 else d for d in full]
-        shapes.append(tuple(dims[rng.integers(0, len(dims) + 1):]))
-    return shapes
 
 
 def broadcast_cases():
