@@ -1,4 +1,6 @@
+import contextlib
 import io
+import signal
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,21 @@ from graphdef.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int, error=TimeoutError):
+    """Raise `error` when the body runs longer than `seconds` (SIGALRM: main thread, Unix): a hang
+    fails its test instead of stalling the run."""
+    def expire(signum, frame):
+        raise error(f"took longer than {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_cli(*argv):

@@ -9,7 +9,6 @@ import json
 import shutil
 import os
 import random
-import signal
 import subprocess
 import sys
 import zipfile
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 import graphdef
-from conftest import MODELS, ROOT
+from conftest import MODELS, ROOT, time_limit
 from graphdef import GraphDefError
 from graphdef.tools import cli as cli_module
 from graphdef.training.config import _setting_schemas, check_overrides, resolve
@@ -33,22 +32,7 @@ class Timeout(BaseException):
     """Not an Exception, so main's guard cannot turn a hang into an 'internal error'."""
 
 
-class TimeLimit:
-    """A few seconds per case: a hang fails the test instead of stalling the run."""
 
-    def __init__(self, seconds=10):
-        self.seconds = seconds
-
-    def __enter__(self):
-        self.previous = signal.signal(signal.SIGALRM, self._fire)
-        signal.alarm(self.seconds)
-
-    def _fire(self, *_):
-        raise Timeout(f"took longer than {self.seconds} s")
-
-    def __exit__(self, *exc):
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, self.previous)
 
 
 def clean(code, out, err, expected_code=1):
@@ -313,7 +297,7 @@ def test_a_fifo_is_refused_without_blocking(cli, tmp_path, monkeypatch, name, co
     os.mkfifo(name)
     argv = (["run", LECTURE, "--inputs", name] if command == "run"
             else [command, MODELS / "logistic.yaml", "--data", name])
-    with TimeLimit(10):
+    with time_limit(10, Timeout):
         err = clean(*cli(*argv))
     assert f"{name}: is a pipe, socket or device, not a regular file" in err
 
@@ -383,7 +367,7 @@ def test_hostile_data_files_are_located_errors(cli, tmp_path, name):
     make(path)
     argv = ["run", LECTURE, "--inputs", path] if name.endswith(".json") else \
         ["predict", MODELS / "logistic.yaml", "--data", path]
-    with TimeLimit(10):
+    with time_limit(10, Timeout):
         err = clean(*cli(*argv))
     assert f"{path}" in err and expected in err
 
@@ -542,7 +526,7 @@ def test_fuzzed_command_lines_never_show_a_traceback(cli, tmp_path, monkeypatch)
     rng = random.Random(20261129)
     for _ in range(FUZZ_RUNS):
         argv = random_argv(rng, parser, commands)
-        with TimeLimit(10):
+        with time_limit(10, Timeout):
             code, out, err = cli(*argv)
         assert code in (0, 1, 2) and "Traceback" not in out + err and "internal error" not in err, (argv, err)
 

@@ -7,7 +7,6 @@ differences. CI runs a bounded number of examples; for a longer local run:
     GRAPHDEF_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py -q
 """
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import graphdef
-from conftest import MODELS
+from conftest import MODELS, time_limit
 from graphdef import GraphDefError
 
 EXAMPLES = int(os.environ.get("GRAPHDEF_FUZZ_EXAMPLES", "150"))
@@ -24,25 +23,11 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list
 MODEL_TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(MODELS.glob("*.yaml"))}
 
 
-class TimeLimit:
-    """Each case gets a few seconds: a hang is a failure, not a stuck test run."""
 
-    def __init__(self, seconds=5):
-        self.seconds = seconds
-
-    def __enter__(self):
-        signal.signal(signal.SIGALRM, self._fire)
-        signal.alarm(self.seconds)
-
-    def _fire(self, *_):
-        raise AssertionError(f"took longer than {self.seconds} s")
-
-    def __exit__(self, *exc):
-        signal.alarm(0)
 
 
 def load_or_refuse(text):
-    with TimeLimit():
+    with time_limit(5, AssertionError):
         try:
             model = graphdef.loads(text, file="fuzz.yaml")
         except GraphDefError as e:
@@ -111,7 +96,7 @@ def test_structural_mutations_of_every_model_load_or_are_refused(name, data):
     model = load_or_refuse(yaml.safe_dump(doc))
     if model is not None and model.inputs and all(s is not None and None not in s for s in model.inputs.values()):
         feeds = {k: np.full(s, 0.5) for k, s in model.inputs.items()}
-        with TimeLimit():
+        with time_limit(5, AssertionError):
             try:
                 model.forward(feeds)
             except GraphDefError:

@@ -6,7 +6,6 @@ Every case runs under a short alarm: a hang is a failure, not a stuck test run.
 import io
 import os
 import random
-import signal
 import stat
 import time
 import tracemalloc
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 import graphdef
-from conftest import MODELS
+from conftest import MODELS, time_limit
 from graphdef import GraphDefError, Limits
 from graphdef.format import schema, source
 from graphdef.format.initializers import initialize
@@ -27,27 +26,12 @@ HEAD = "graphdef: 1\nname: hostile\n"
 X = "inputs:\n  x: {shape: [3]}\n"
 
 
-class TimeLimit:
-    """Fail (not hang) when the body takes longer than `seconds`."""
 
-    def __init__(self, seconds=5):
-        self.seconds = seconds
-
-    def __enter__(self):
-        self.previous = signal.signal(signal.SIGALRM, self._fire)
-        signal.alarm(self.seconds)
-
-    def _fire(self, *_):
-        raise AssertionError(f"took longer than {self.seconds} s")
-
-    def __exit__(self, *exc):
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, self.previous)
 
 
 def refused(load, *expected, seconds=5, line=None):
     """The GraphDefError `load()` raises within `seconds`, checked to say each of `expected` on one screen."""
-    with TimeLimit(seconds), pytest.raises(GraphDefError) as info:
+    with time_limit(seconds, AssertionError), pytest.raises(GraphDefError) as info:
         load()
     text = str(info.value)
     assert all(e in text for e in expected), text
@@ -170,7 +154,7 @@ def aliases(levels: int, width: int = 10) -> str:
 
 def test_a_million_aliased_numbers_load_without_a_slow_schema_pass():
     text = aliases(6)  # 1,000,000 numbers twice over, in 400 bytes
-    with TimeLimit(30):
+    with time_limit(30, AssertionError):
         start = time.perf_counter()
         model = graphdef.loads(text)
         elapsed = time.perf_counter() - start
@@ -418,7 +402,7 @@ def test_unused_members_are_never_decompressed_and_used_ones_are_bounded(trained
                 np.lib.format.write_array(f, value)
         archive.writestr("unused.npy", b"\0" * 2**20)
     blob = forged_sizes(buffer.getvalue(), "unused.npy", 3 * 2**30)  # claims 3 GiB
-    with TimeLimit(5):
+    with time_limit(5, AssertionError):
         assert graphdef.load(rewrite_weights(trained, blob=blob)).parameters
     first = next(iter(arrays))
     rewrite_weights(trained, blob=forged_sizes(buffer.getvalue(), f"{first}.npy", 3 * 2**30))
@@ -548,7 +532,7 @@ def test_random_mutations_load_or_are_refused(name):
     rng = random.Random(f"hostile-{name}")
     for _ in range(int(os.environ.get("GRAPHDEF_HOSTILE_EXAMPLES", "25"))):
         text = mutate(TEXTS[name], rng)
-        with TimeLimit(5):
+        with time_limit(5, AssertionError):
             try:
                 model = graphdef.loads(text, file=str(MODELS / name))
             except GraphDefError as e:

@@ -22,7 +22,6 @@ error. Installs, the whole test suite and the benchmarks (which tests/test_bench
 long commands shortened (`graphdef train` without --epochs runs one epoch; SHORTER), and a command met
 twice runs once: the test id says which and why.
 """
-import contextlib
 import functools
 import glob
 import io
@@ -40,6 +39,7 @@ import pytest
 import yaml
 
 import graphdef
+from conftest import time_limit
 from graphdef.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,18 +222,7 @@ class Workdir:
         return subprocess.CompletedProcess(words, code, out.getvalue(), err.getvalue())
 
 
-@contextlib.contextmanager
-def time_limit(seconds: int):
-    """Interrupt the code inside after `seconds` (SIGALRM: the main thread, on Unix)."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+
 
 
 @pytest.fixture

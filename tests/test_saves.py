@@ -6,7 +6,6 @@ holds a loadable model from its first checkpoint; a damaged checkpoint is named 
 skipped; writes go to regular files only; a NaN stops training naming the vertex; and a
 training killed at any save point resumes to the same weights, bit for bit.
 """
-import contextlib
 import errno
 import io
 import json
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 
 import graphdef
-from conftest import MODELS, run_cli
+from conftest import MODELS, run_cli, time_limit as bounded
 from graphdef import GraphDefError
 from graphdef.format import serialize
 from graphdef.tools.cli import main
@@ -61,18 +60,7 @@ def assert_same_params(a: dict, b: dict):
         assert np.array_equal(a[name], b[name]) and a[name].dtype == b[name].dtype, name
 
 
-@contextlib.contextmanager
-def bounded(seconds: int):
-    """Fail instead of hanging (a FIFO opened by mistake would block forever)."""
-    def timeout(*_):
-        raise TimeoutError(f"took more than {seconds} s")
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+
 
 
 @pytest.fixture(autouse=True)
