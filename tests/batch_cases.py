@@ -18,7 +18,7 @@ import pytest
 
 import graphdef
 from graphdef.ops import OPS
-from graphdef.ops.registry import REAL
+from graphdef.ops.registry import REAL, Integers
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILES = sorted(p.name for p in MODELS.glob("*.yaml"))
@@ -55,13 +55,35 @@ def example_cases(batched: bool):
     return cases
 
 
+def domains(op, n: int) -> list:
+    """The test domain of each of n inputs: (low, high) for floats, an Integers for integers."""
+    return list(op.domain) + [REAL] * (n - len(op.domain))
+
+
+def draw(domain, shape, rng) -> np.ndarray:
+    """Random values from a test domain: uniform floats, or integers in [low, high) of its dtype."""
+    if isinstance(domain, Integers):
+        return rng.integers(domain.low, domain.high, size=shape).astype(domain.dtype)
+    return rng.uniform(*domain, size=shape)
+
+
+def mode(attrs: dict) -> tuple[dict, bool]:
+    """An example's attributes without `training` (which the tests give as the model's mode), and the mode."""
+    attrs = dict(attrs)
+    return attrs, bool(attrs.pop("training", False))
+
+
 def one_op_model(name: str, shapes, attrs: dict, reference: bool = False) -> graphdef.Model:
-    """Inputs x0..xn with the example's per-sample shapes, one node `out` applying the op."""
-    inputs = {f"x{i}": {"shape": list(s)} for i, s in enumerate(shapes)}
+    """Inputs x0..xn with the example's per-sample shapes (and dtypes), one node `out` applying the op."""
+    attrs, training = mode(attrs)
+    inputs = {f"x{i}": {"shape": list(s), **({"dtype": d.dtype} if isinstance(d, Integers) else {})}
+              for i, (s, d) in enumerate(zip(shapes, domains(OPS[name], len(shapes))))}
     node = {"op": name, "inputs": list(inputs), **attrs}
     doc = {"graphdef": 1, "name": "one", "inputs": inputs, "nodes": {"out": node}, "outputs": ["out"]}
     model = graphdef.loads(json.dumps(doc))  # JSON is YAML
-    return with_reference(model) if reference else model
+    model = with_reference(model) if reference else model
+    model.training = training
+    return model
 
 
 def with_reference(model: graphdef.Model) -> graphdef.Model:
@@ -71,9 +93,8 @@ def with_reference(model: graphdef.Model) -> graphdef.Model:
 
 def sample_inputs(op, shapes, which, rng, n=B) -> dict:
     """Feeds x0..xn from the op's domain; inputs in `which` get a leading batch axis of n samples."""
-    domains = list(op.domain) + [REAL] * (len(shapes) - len(op.domain))
-    return {f"x{i}": rng.uniform(lo, hi, size=((n,) if i in which else ()) + tuple(shape))
-            for i, (shape, (lo, hi)) in enumerate(zip(shapes, domains))}
+    return {f"x{i}": draw(domain, ((n,) if i in which else ()) + tuple(shape), rng)
+            for i, (shape, domain) in enumerate(zip(shapes, domains(op, len(shapes))))}
 
 
 def sample_of(feeds: dict, batched, i: int) -> dict:

@@ -6,8 +6,8 @@ registered without examples fails here; elementwise ops also get random broadcas
 import numpy as np
 import pytest
 
+from batch_cases import domains, draw, mode, seed_of
 from graphdef.ops import OPS, broadcast_shape, unbroadcast
-from graphdef.ops.registry import REAL
 
 EPS = 1e-6
 
@@ -37,11 +37,20 @@ def _cases():
 
 
 def sample(op, shapes, rng):
-    domains = list(op.domain) + [REAL] * (len(shapes) - len(op.domain))
-    return [rng.uniform(lo, hi, size=shape) for shape, (lo, hi) in zip(shapes, domains)]
+    return [draw(domain, shape, rng) for shape, domain in zip(shapes, domains(op, len(shapes)))]
 
 
-def numeric_vjp(op, inputs, attrs, g, k):
+def context(op, training: bool) -> dict:
+    """What the engine passes an op that asks: the mode, and a generator drawing the same numbers each call."""
+    given = {"training": training, "rng": np.random.default_rng(7)}
+    return {k: given[k] for k in op.context}
+
+
+def call(rule, op, training, *args, **attrs):
+    return rule(*args, **attrs, **context(op, training))
+
+
+def numeric_vjp(op, inputs, attrs, g, k, training=False):
     """∂ sum(g · op(inputs)) / ∂ inputs[k], by central differences."""
     x = inputs[k].copy()
     grad = np.zeros_like(x)
@@ -51,7 +60,7 @@ def numeric_vjp(op, inputs, attrs, g, k):
             shifted = x.copy()
             shifted[i] += step
             args = inputs[:k] + [shifted] + inputs[k + 1:]
-            values.append(np.sum(g * op.forward(*args, **attrs)))
+            values.append(np.sum(g * call(op.forward, op, training, *args, **attrs)))
         grad[i] = (values[0] - values[1]) / (2 * EPS)
     return grad
 
@@ -61,20 +70,26 @@ def test_backward_matches_finite_differences(name, example):
     op = OPS[name]
     assert example is not None, f"op '{name}' declares no examples: add examples=[ex(...)] where it is registered"
     shapes, attrs = example
-    full_attrs = op.bind(attrs)
-    rng = np.random.default_rng(abs(hash((name, shapes))) % 2**32)
-    inputs = sample(op, shapes, rng)
-    out = np.asarray(op.forward(*inputs, **full_attrs))
-    assert out.shape == op.shape(*shapes, **full_attrs), "shape rule disagrees with forward"
-    if op.save is not None:
-        np.testing.assert_allclose(op.save(*inputs, **full_attrs)[0], out, rtol=1e-12, err_msg="save disagrees")
-    saved = op.saved(out, *inputs, **full_attrs)
-    g = rng.normal(size=out.shape)
-    assert len(op.backward) == op.arity
-    for k, (x, rule) in enumerate(zip(inputs, op.backward)):
-        expected = numeric_vjp(op, inputs, full_attrs, g, k)
-        got = unbroadcast(np.asarray(rule(g, saved, *inputs, **full_attrs)), x.shape)
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7, err_msg=f"{name}: input {k}")
+    attrs, training = mode(attrs)
+    for output in range(op.outputs(**op.bind(attrs)) if op.outputs else 1):
+        full_attrs = op.bind(attrs) | ({"output": output} if op.outputs else {})
+        rng = np.random.default_rng(seed_of(name, shapes, output))
+        inputs = sample(op, shapes, rng)
+        out = np.asarray(call(op.forward, op, training, *inputs, **full_attrs))
+        assert out.shape == op.shape(*shapes, **full_attrs), "shape rule disagrees with forward"
+        if op.save is not None:
+            np.testing.assert_allclose(call(op.save, op, training, *inputs, **full_attrs)[0], out, rtol=1e-12,
+                                       err_msg="save disagrees")
+            out = call(op.save, op, training, *inputs, **full_attrs)[1]
+        g = rng.normal(size=np.shape(call(op.forward, op, training, *inputs, **full_attrs)))
+        assert len(op.backward) == op.arity
+        for k, (x, rule) in enumerate(zip(inputs, op.backward)):
+            if x.dtype.kind != "f":
+                assert rule is None, f"{name}: input {k} holds integers, so it has no gradient rule"
+                continue
+            expected = numeric_vjp(op, inputs, full_attrs, g, k, training)
+            got = unbroadcast(np.asarray(call(rule, op, training, g, out, *inputs, **full_attrs)), x.shape)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7, err_msg=f"{name}: input {k}")
 
 
 def test_every_op_has_a_doc_and_examples():

@@ -1,43 +1,15 @@
 """Random graphs, differentiated by graphdef and by PyTorch's autograd: values and gradients agree."""
-import math
 
 import numpy as np
 import pytest
 
 import graphdef
-from graphdef.ops import OPS
+from batch_cases import builtin_ops, close, example_cases, mode, one_op_model, sample_inputs, seed_of
+from graphdef.ops import OPS, unbroadcast
+from test_op_gradients import call, context, sample
 
 torch = pytest.importorskip("torch")
 
-
-def _dims(axis):
-    return None if axis is None else (axis if isinstance(axis, int) else tuple(axis))
-
-
-def _reduce(per, reduction, batch_dims):
-    dims = tuple(range(batch_dims, per.ndim))
-    if reduction == "none" or not dims and batch_dims:
-        return per
-    return per.mean(dim=dims) if reduction == "mean" else per.sum(dim=dims)
-
-
-TORCH = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
-    "exp": torch.exp, "neg": torch.neg, "reciprocal": torch.reciprocal, "relu": torch.relu,
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "square": torch.square, "sqrt": torch.sqrt,
-    "abs": torch.abs, "identity": lambda x: x, "matmul": torch.matmul,
-    "log": lambda x, base: torch.log(x) / math.log(base),
-    "sum": lambda x, axis, keepdims: x.sum() if axis is None else x.sum(dim=_dims(axis), keepdim=keepdims),
-    "mean": lambda x, axis, keepdims: x.mean() if axis is None else x.mean(dim=_dims(axis), keepdim=keepdims),
-    "transpose": lambda x, axes: x.permute(*(axes or reversed(range(x.ndim)))),
-    "reshape": lambda x, shape: x.reshape(shape),
-    "softmax": lambda x, axis: torch.softmax(x, dim=axis),
-    "log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
-    "cross_entropy": lambda p, t, base, axis, reduction, batch_dims:
-        _reduce(-(t * torch.log(p)).sum(dim=axis) / math.log(base), reduction, batch_dims),
-    "softmax_cross_entropy": lambda z, t, base, axis, reduction, batch_dims:
-        _reduce(-(t * torch.log_softmax(z, dim=axis)).sum(dim=axis) / math.log(base), reduction, batch_dims),
-}
 
 UNARY = ["exp", "neg", "relu", "sigmoid", "tanh", "square", "abs", "identity", "log", "sqrt", "reciprocal"]
 BINARY = ["add", "sub", "mul", "div", "pow", "matmul"]
@@ -45,7 +17,66 @@ POSITIVE_ARGS = {"log": [0], "sqrt": [0], "reciprocal": [0], "div": [1], "pow": 
 
 
 def test_every_builtin_op_has_a_torch_twin():
-    assert set(OPS) <= set(TORCH) | {n for n in OPS if n.endswith("_test")}
+    assert [name for name, op in builtin_ops().items() if op.torch is None] == []
+
+
+def torch_of(op, training, *inputs, **attrs):
+    """The op's PyTorch expression on numpy inputs: (tensors, whose floats require grad; result)."""
+    tensors = [torch.tensor(x, requires_grad=x.dtype.kind == "f") for x in inputs]
+    return tensors, op.torch_function()(*tensors, **attrs, **context(op, training))
+
+
+def op_cases():
+    return [pytest.param(name, i, id=f"{name}-{i}") for name, op in builtin_ops().items()
+            for i, _ in enumerate(op.examples)]
+
+
+@pytest.mark.parametrize("name, index", op_cases())
+def test_op_matches_pytorch(name, index):
+    """Each registry example: the forward value, and each vector-Jacobian product, equal PyTorch autograd's."""
+    op = OPS[name]
+    shapes, attrs = op.examples[index]
+    attrs, training = mode(attrs)
+    for output in range(op.outputs(**op.bind(attrs)) if op.outputs else 1):
+        full = op.bind(attrs) | ({"output": output} if op.outputs else {})
+        rng = np.random.default_rng(seed_of("torch", name, index, output))
+        inputs = sample(op, shapes, rng)
+        ours = np.asarray(call(op.forward, op, training, *inputs, **full))
+        tensors, theirs = torch_of(op, training, *inputs, **full)
+        close(ours, theirs.detach().numpy(), f"{name} value", rtol=1e-9, atol=1e-10)
+        if not theirs.dtype.is_floating_point:
+            continue
+        g = rng.normal(size=ours.shape)
+        (theirs * torch.tensor(g)).sum().backward()
+        out = call(op.save, op, training, *inputs, **full)[1] if op.save else ours
+        for k, (x, t, rule) in enumerate(zip(inputs, tensors, op.backward)):
+            if rule is not None:
+                got = unbroadcast(np.asarray(call(rule, op, training, g, out, *inputs, **full)), x.shape)
+                expected = np.zeros(x.shape) if t.grad is None else t.grad.numpy()
+                close(got, expected, f"{name}: gradient of input {k}", rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name, index, which", [c for c in example_cases(batched=True)
+                                                 if not mode(OPS[c.values[0]].examples[c.values[1]][1])[1]])
+def test_op_on_a_batch_matches_torch_vmap(name, index, which):
+    """The engine on a batch of 3 (the op's batching rule) against torch.vmap of its PyTorch expression."""
+    op = OPS[name]
+    shapes, attrs = op.examples[index]
+    model = one_op_model(name, shapes, attrs)
+    feeds = sample_inputs(op, shapes, which, np.random.default_rng(seed_of("vmap", name, index, which)))
+    floats = [k for k, v in feeds.items() if v.dtype.kind == "f"]
+    values, grads = model.value_and_gradients(feeds, of="out", wrt=floats)
+    tensors = {k: torch.tensor(v, requires_grad=k in floats) for k, v in feeds.items()}
+    attrs = model.graph.vertices["out"].attrs
+    per_sample = lambda *xs: op.torch_function()(*xs, **attrs, **context(op, False))  # noqa: E731
+    theirs = torch.vmap(per_sample, in_dims=tuple(0 if int(k[1:]) in which else None for k in feeds))(
+        *tensors.values())
+    close(values["out"], theirs.detach().numpy(), "value", rtol=1e-9, atol=1e-10)
+    if theirs.dtype.is_floating_point:
+        theirs.sum().backward()
+        for k in floats:
+            expected = np.zeros(feeds[k].shape) if tensors[k].grad is None else tensors[k].grad.numpy()
+            close(grads[k], expected, f"gradient of {k}", rtol=1e-8, atol=1e-10)
 
 
 def random_model(rng, n_nodes=12):
@@ -89,7 +120,7 @@ def torch_gradients(model, feeds, batched=()):
         env = dict(zip(names, values))
         env.update({name: torch.tensor(value) for name, value in model.constants.items()})
         for step in model.steps:
-            env[step.name] = TORCH[step.op.name](*[env[a] for a in step.inputs], **step.attrs)
+            env[step.name] = step.op.torch_function()(*[env[a] for a in step.inputs], **step.attrs)
         return env[model.loss]
 
     run = torch.vmap(per_sample, in_dims=tuple(0 if n in batched else None for n in names)) if batched else per_sample

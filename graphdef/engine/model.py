@@ -66,6 +66,7 @@ class Model:
         self.constants = {v.name: v.value for v in graph.of_kind("constant", "literal")}
         self.steps = graph.steps
         self.reference = os.environ.get("GRAPHDEF_REFERENCE") == "1" if reference is None else reference
+        self.training = False  # the mode: inference (dropout off, running statistics) unless a training step
         self._plans, self._backward_plans = {}, {}  # PlanKey -> Compiled; (of, wrt) -> (steps, vertices)
         # every value a float64 scalar: plans may run on Python floats (compile.FloatMath)
         self._floats = self.dtype == np.float64 and all(v.shape == () for v in graph.vertices.values())

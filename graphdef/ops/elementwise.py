@@ -22,12 +22,13 @@ def onnx_node(op_type: str):
 
 def _binary(name, forward, backward, doc, onnx, **options):
     register_op(name, forward, backward, batch=elementwise, doc=doc, examples=BINARY, onnx=onnx_node(onnx),
-                scope=globals(), **options)
+                torch=f"x, y: torch.{name}(x, y)", scope=globals(), **options)
 
 
-def _unary(name, forward, backward, doc, onnx, **options):
+def _unary(name, forward, backward, doc, onnx, torch=None, **options):
     register_op(name, forward, backward, batch=elementwise, doc=doc, examples=UNARY,
-                onnx=onnx if callable(onnx) else onnx_node(onnx), scope=globals(), **options)
+                onnx=onnx if callable(onnx) else onnx_node(onnx), torch=torch or f"x: torch.{name}(x)",
+                scope=globals(), **options)
 
 
 _binary("add", "x, y: x + y", ("g", "g"), "x + y (∂/∂x = 1, ∂/∂y = 1)", "Add")
@@ -67,7 +68,7 @@ register_op("log", "x, *, base=math.e: np.log(x) if base == math.e else np.log(x
             shape=_check_base, batch=elementwise, doc="log_base(x), natural by default (∂/∂x = 1/(x ln base))",
             examples=UNARY + [ex((3,), base=2), ex((), base=10)], domain=[POSITIVE],
             fault="log of zero gives -inf and of a negative number NaN: keep its input positive",
-            onnx=lambda e, i, o, a: onnx_log(e, i[0], o, a["base"]))
+            onnx=lambda e, i, o, a: onnx_log(e, i[0], o, a["base"]), torch="x: torch.log(x) / math.log(base)")
 
 _unary("neg", "x: -x", "-g", "−x (∂/∂x = −1)", "Neg")
 _unary("reciprocal", "x: 1 / x", "-g * out * out", "1/x (∂/∂x = −1/x²)", "Reciprocal", domain=[POSITIVE],
@@ -80,4 +81,4 @@ _unary("square", "x: x * x", "2 * g * x", "x² (∂/∂x = 2x)", lambda e, i, o,
 _unary("sqrt", "x: np.sqrt(x)", "g / (2 * out)", "√x (∂/∂x = 1/(2√x))", "Sqrt", domain=[POSITIVE],
        fault="square root of a negative number")
 _unary("abs", "x: np.abs(x)", "g * np.sign(x)", "|x| (∂/∂x = sign x)", "Abs")
-_unary("identity", "x: x", "g", "x unchanged (∂/∂x = 1)", "Identity")
+_unary("identity", "x: x", "g", "x unchanged (∂/∂x = 1)", "Identity", torch="x: x")

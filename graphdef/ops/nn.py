@@ -40,11 +40,11 @@ SOFTMAX_EXAMPLES = [ex((4,)), ex((2, 3)), ex((2, 3), axis=0)]
 
 register_op("softmax", _softmax, "out * (g - np.sum(g * out, axis=axis, keepdims=True))",
             shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
-            onnx=lambda e, i, o, a: e.node("Softmax", i, o, axis=a["axis"]))
+            onnx=lambda e, i, o, a: e.node("Softmax", i, o, axis=a["axis"]), torch="x: torch.softmax(x, dim=axis)")
 
 register_op("log_softmax", _log_softmax, "g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)",
             shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
-            onnx=lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]))
+            onnx=lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]), torch="x: torch.log_softmax(x, dim=axis)")
 
 
 # -- losses: sums over the class axis, then reduced over the other axes ----------
@@ -109,6 +109,14 @@ def _cross_entropy_of_log(log_p, t, base, axis, reduction, batch_dims):
     return _reduce((t * log_p).sum(axis=axis), reduction, -1 / math.log(base), batch_dims)
 
 
+def torch_loss(per, reduction, batch_dims):
+    """The per-term losses of a torch rule reduced as _reduce does."""
+    dims = tuple(range(batch_dims, per.ndim))
+    if reduction == "none" or not dims:
+        return per
+    return per.mean(dim=dims) if reduction == "mean" else per.sum(dim=dims)
+
+
 def onnx_loss(e, logp: str, t: str, out: str, a: dict) -> str:
     """−Σ t·logp over the class axis, reduced over the axes after batch_dims, as ONNX nodes."""
     per = e.reduce("ReduceSum", e.node("Mul", [t, logp]), a["axis"], False)
@@ -125,7 +133,8 @@ register_op("cross_entropy", _cross_entropy,
              "_broadcast(_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * np.log(p), t)"),
             shape=_loss_shape, batch=losses, examples=LOSS_EXAMPLES, domain=[PROBABILITY, PROBABILITY],
             fault="log of a zero probability: use softmax_cross_entropy on logits instead",
-            onnx=lambda e, i, o, a: onnx_loss(e, e.node("Log", [i[0]]), i[1], o, a))
+            onnx=lambda e, i, o, a: onnx_loss(e, e.node("Log", [i[0]]), i[1], o, a),
+            torch="p, t: torch_loss(-(t * torch.log(p)).sum(dim=axis) / math.log(base), reduction, batch_dims)")
 
 
 def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean",
@@ -149,4 +158,6 @@ register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: 
              "_broadcast(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1], t)"),
             shape=_loss_shape, batch=losses, save=_softmax_cross_entropy_saving, examples=LOSS_EXAMPLES,
             domain=[REAL, PROBABILITY],
-            onnx=lambda e, i, o, a: onnx_loss(e, e.node("LogSoftmax", [i[0]], axis=a["axis"]), i[1], o, a))
+            onnx=lambda e, i, o, a: onnx_loss(e, e.node("LogSoftmax", [i[0]], axis=a["axis"]), i[1], o, a),
+            torch="z, t: torch_loss(-(t * torch.log_softmax(z, dim=axis)).sum(dim=axis) / math.log(base), reduction, "
+                  "batch_dims)")

@@ -9,6 +9,17 @@ Rule signatures, shared by every op:
         None: the engine runs it once per sample, which is always right and slow
     save (optional): save(*inputs, **attrs) -> (out, saved), a forward that also keeps what the
         backward rules need (a fused loss keeps its softmax); the rules then get `saved` as `out`
+    dtype(*input_dtypes, **attrs) -> the output's dtype ("float64", "int64", "bool"...); raises
+        DTypeError when an input has the wrong kind. Default: every input a float (FLOATS)
+    torch (optional): the op in PyTorch, an expression string ("x, y: torch.add(x, y)") that sees
+        the attributes by name and `torch`, `F` (torch.nn.functional): the tests' oracle
+    outputs (optional): outputs(**attrs) -> how many outputs the op has; the forward then takes
+        the keyword `output` (which one to compute), set by the loader on each output's vertex
+    update (optional, ops with state): update(*inputs, **attrs) -> new values of the inputs at
+        positions `state` (running statistics), applied after each training step
+
+Keyword-only parameters named `training` (bool: the model's mode) and `rng` (the run's seeded
+numpy Generator) are not attributes: the engine passes them to ops that declare them.
 
 A rule is a Python callable, or a string holding one Python expression (an `Expr`): the
 parameters of a forward string are written before a colon (`"x, y: x + y"`), a backward
@@ -43,8 +54,26 @@ REQUIRED = inspect.Parameter.empty
 REAL, POSITIVE, PROBABILITY = (-2.0, 2.0), (0.5, 2.0), (0.05, 1.0)
 
 
+CONTEXT = ("training", "rng")  # keyword parameters the engine fills in, never written in a model file
+
+
 class ShapeError(ValueError):
     """Static shapes that cannot work together."""
+
+
+class DTypeError(ValueError):
+    """An input of the wrong kind (a float where indices are needed, say)."""
+
+
+@dataclass(frozen=True)
+class Integers:
+    """A test domain for an integer (or boolean) input: values drawn from [low, high)."""
+    low: int
+    high: int
+    dtype: str = "int64"
+
+
+CONDITION = Integers(0, 2, "bool")
 
 
 @dataclass(frozen=True)
@@ -133,6 +162,13 @@ class Op:
     save: Callable | None = None  # forward returning (out, what the backward rules get as `out`)
     fault: str = "check the ranges of its inputs"  # what to do when it makes NaN or infinity
     onnx: Callable | None = None  # onnx(emitter, input names, output name, attrs): writes the ONNX nodes
+    dtype: Callable = None  # the dtype rule (see the module docstring)
+    torch: str | None = None  # the op in PyTorch, as an expression string
+    outputs: Callable | None = None  # several outputs: how many, given the attributes
+    update: Callable | None = None  # training-mode update of the state inputs
+    state: tuple = ()  # positions of the inputs that are state (running statistics)
+    context: tuple = ()  # which of CONTEXT the rules take
+    scope: dict = field(default=None, repr=False, compare=False)  # the module that registered it
 
     def __repr__(self):
         return f"<op {self.signature()}>"
@@ -156,6 +192,19 @@ class Op:
         attrs.update({k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
         return attrs
 
+    def torch_function(self) -> Callable:
+        """The op's PyTorch expression as a function of (inputs, attributes): imports torch."""
+        if self.name not in _TORCH_FUNCTIONS:
+            import torch
+            head, _, body = self.torch.partition(":")
+            params = [p.strip() for p in head.split(",") if p.strip()]
+            scope = {**self.scope, "torch": torch, "F": torch.nn.functional}
+            keywords = [*self.attrs, *self.context, *(["output"] if self.outputs else [])]
+            args = ", ".join(params + (["*", *keywords] if keywords else []) + ["**_"])
+            _TORCH_FUNCTIONS[self.name] = eval(compile(f"lambda {args}: ({body.strip()})", f"<torch {self.name}>",
+                                                       "eval"), scope)
+        return _TORCH_FUNCTIONS[self.name]
+
     def saved(self, out, *inputs, **attrs):
         """What the backward rules get as `out`: the output itself, unless the op saves more."""
         return out if self.save is None else self.save(*inputs, **attrs)[1]
@@ -171,6 +220,42 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+_TORCH_FUNCTIONS: dict[str, Callable] = {}
+
+
+def FLOATS(*dtypes, **attrs) -> str:
+    """The default dtype rule: every input a float; the output too."""
+    for i, d in enumerate(dtypes):
+        if not d.startswith("float"):
+            raise DTypeError(f"input {i + 1} holds {d} values; this op computes on floats")
+    return dtypes[0] if dtypes else "float64"
+
+
+def SAME(*dtypes, **attrs) -> str:
+    """Ops that move values without computing on them (reshape, concat...): any dtype, the same for all."""
+    if len(set(dtypes)) > 1:
+        raise DTypeError(f"inputs hold different dtypes ({', '.join(dtypes)}); they must agree")
+    return dtypes[0]
+
+
+def indexed_by(*positions, rest: Callable = SAME) -> Callable:
+    """A dtype rule where the inputs at `positions` are integers (indices, class labels) and the
+    others follow `rest`."""
+    def rule(*dtypes, **attrs):
+        for i in positions:
+            if i < len(dtypes) and dtypes[i] != "int64":
+                raise DTypeError(f"input {i + 1} must hold integers (int64), not {dtypes[i]}: declare "
+                                 "`dtype: int64` where it comes from")
+        return rest(*(d for i, d in enumerate(dtypes) if i not in positions), **attrs)
+    return rule
+
+
+def condition_first(*dtypes, **attrs) -> str:
+    """where(condition, x, y): a bool condition, x and y of one dtype."""
+    if dtypes[0] != "bool":
+        raise DTypeError(f"the condition must hold booleans, not {dtypes[0]}: make it with a comparison, "
+                         "or declare `dtype: bool`")
+    return SAME(*dtypes[1:])
 
 
 def ex(*shapes, **attrs) -> tuple:
@@ -205,7 +290,9 @@ def unbroadcast(g, shape: tuple):
 def register_op(name: str, forward: Callable | str | None = None, backward=None, *,
                 shape: Callable | None = None, batch: Callable | None = None, doc: str | None = None,
                 examples=(), domain=(), save: Callable | None = None, fault: str | None = None,
-                onnx: Callable | None = None, replace: bool = False, scope: dict | None = None):
+                onnx: Callable | None = None, dtype: Callable | None = None, torch: str | None = None,
+                outputs: Callable | None = None, update: Callable | None = None, state: tuple = (),
+                replace: bool = False, scope: dict | None = None):
     """Register an op; usable as a call or, without `forward`, as a decorator of it.
 
     `backward` is a tuple of one rule per input (a single rule for a one-input op); rules
@@ -213,27 +300,34 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
     (default: the caller's module). `shape` defaults to broadcasting the inputs. `batch`
     says how the op runs on a batch (default: once per sample). `examples` and `domain`
     feed the tests generated from this registry; `fault` is the advice given when the op
-    produces NaN or infinity; `onnx` writes its ONNX nodes.
+    produces NaN or infinity; `onnx` writes its ONNX nodes; `dtype`, `torch`, `outputs`,
+    `update` and `state` are described in the module docstring.
     """
     scope = scope if scope is not None else sys._getframe(1).f_globals
     options = dict(shape=shape, batch=batch, doc=doc, examples=examples, domain=domain, save=save, fault=fault,
-                   onnx=onnx, replace=replace, scope=scope)
+                   onnx=onnx, dtype=dtype, torch=torch, outputs=outputs, update=update, state=state,
+                   replace=replace, scope=scope)
     if forward is None:
         return lambda f: register_op(name, f, backward, **options)
     if name in OPS and not replace:
         raise ValueError(f"op '{name}' is already registered (pass replace=True to override it)")
     if isinstance(forward, str):
         forward = _forward_expr(forward, scope, name)
-    args, attrs = _signature(forward)
+    args, attrs, context = _signature(forward)
+    if outputs is not None:
+        attrs.pop("output", None)  # set by the loader, one vertex per output
     backward = (backward,) if callable(backward) or isinstance(backward, str) else tuple(backward or (None,) * len(args))
     if len(backward) != len(args):
         raise ValueError(f"op '{name}': {len(args)} inputs but {len(backward)} backward rules")
-    backward = tuple(Expr.make(["g", "out", *args, *attrs], 2 + len(args), rule, scope, f"{name} vjp{i}")
+    backward = tuple(Expr.make(["g", "out", *args, *attrs, *context, *(["output"] if outputs else [])],
+                               2 + len(args), rule, scope, f"{name} vjp{i}")
                      if isinstance(rule, str) else rule for i, rule in enumerate(backward))
     doc = (doc or inspect.getdoc(forward if not isinstance(forward, Expr) else None) or "").strip()
     OPS[name] = Op(name, forward, backward, shape or broadcast_shape, doc.splitlines()[0] if doc else "",
                    args, attrs, batch, tuple(examples), tuple(domain), save,
-                   fault or "check the ranges of its inputs", onnx)
+                   fault or "check the ranges of its inputs", onnx, dtype or FLOATS, torch, outputs, update,
+                   tuple(state), context, scope)
+    _TORCH_FUNCTIONS.pop(name, None)
     return forward
 
 
@@ -250,19 +344,21 @@ def _forward_expr(text: str, scope: dict, name: str) -> Expr:
     return Expr.make(params + [k.split("=")[0].strip() for k in kw], len(params), body.strip(), scope, name, function)
 
 
-def _signature(forward: Callable) -> tuple[tuple[str, ...], dict[str, Attr]]:
+def _signature(forward: Callable) -> tuple[tuple[str, ...], dict[str, Attr], tuple[str, ...]]:
     function = forward.function if isinstance(forward, Expr) else forward
     hints = typing.get_type_hints(function)
-    args, attrs = [], {}
+    args, attrs, context = [], {}, []
     for p in inspect.signature(function).parameters.values():
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             args.append(p.name)
+        elif p.kind is p.KEYWORD_ONLY and p.name in CONTEXT:
+            context.append(p.name)
         elif p.kind is p.KEYWORD_ONLY:
             default_type = None if p.default in (REQUIRED, None) else type(p.default)
             attrs[p.name] = Attr(p.name, hints.get(p.name, default_type), p.default)
         else:
             raise ValueError(f"op forward {function.__name__}: *args/**kwargs are not supported")
-    return tuple(args), attrs
+    return tuple(args), attrs, tuple(context)
 
 
 def bind_attrs(what: str, declared: dict[str, Attr], given: dict, usage: str) -> tuple[dict, list]:

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .batching import matrix_product, permutation, reduction, reshaping
-from .registry import broadcast_shape, ex, register_op, unbroadcast
+from .registry import SAME, broadcast_shape, ex, register_op, unbroadcast
 
 
 def _axes(axis, rank: int) -> tuple:
@@ -56,6 +56,7 @@ def _matmul_shape(a, b):
 # The rules leave `out` unused, so the generated code can free the product early.
 register_op("matmul", "x, y: x @ y", ("_matmul_vjp_x(g, x, y)", "_matmul_vjp_y(g, x, y)"),
             shape=_matmul_shape, batch=matrix_product, onnx=lambda e, i, o, a: e.node("MatMul", i, o),
+            torch="x, y: torch.matmul(x, y)",
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
             examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
                       ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
@@ -93,9 +94,16 @@ def _mean(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
     return np.mean(x, axis=axis, keepdims=keepdims)
 
 
+def _dims(axis):
+    """An axis attribute as torch's `dim`: every axis when None."""
+    return () if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+
+
 register_op("sum", _sum, "_unreduce(g, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
+            torch="x: x.sum() if axis is None and not keepdims else x.sum(dim=_dims(axis), keepdim=keepdims)",
             examples=REDUCE_EXAMPLES, onnx=lambda e, i, o, a: e.reduce("ReduceSum", i[0], a["axis"], a["keepdims"], o))
 register_op("mean", _mean, "_unreduce(g, x, axis, keepdims) * (np.size(out) / np.size(x))", shape=_reduce_shape,
+            torch="x: x.mean() if axis is None and not keepdims else x.mean(dim=_dims(axis), keepdim=keepdims)",
             batch=reduction, examples=REDUCE_EXAMPLES,
             onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], a["axis"], a["keepdims"], o))
 
@@ -118,7 +126,8 @@ def _transpose_shape(shape, *, axes=None):
 
 
 register_op("transpose", _transpose, "np.transpose(g, None if axes is None else np.argsort(axes))",
-            shape=_transpose_shape, batch=permutation, examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))],
+            shape=_transpose_shape, batch=permutation, dtype=SAME, torch="x: x.permute(*(axes or reversed(range(x.ndim))))",
+            examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))],
             onnx=lambda e, i, o, a: e.node("Transpose", i, o, **({} if a["axes"] is None else {"perm": list(a["axes"])})))
 
 
@@ -139,5 +148,6 @@ def _reshape_shape(x, *, shape):
 
 
 register_op("reshape", _reshape, "np.reshape(g, np.shape(x))", shape=_reshape_shape, batch=reshaping,
+            dtype=SAME, torch="x: x.reshape(shape)",
             examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[])],
             onnx=lambda e, i, o, a: e.node("Reshape", [i[0], e.const(list(a["shape"]), np.int64)], o))
