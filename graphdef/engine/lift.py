@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import ShapeError, unbroadcast
-from ..ops.batching import Lift
-
-PER_SAMPLE = Lift((), {}, ())  # the marker of a node run once per sample (its op has no batching rule)
+from ..ops.batching import PER_SAMPLE, Lift
 
 
 class StepError(Exception):

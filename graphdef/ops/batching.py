@@ -9,7 +9,8 @@ backward rules then run unchanged on the lifted arrays, and the result is, sampl
 sample, exactly what the op computes on one sample. (The engine's tests check this for
 every op of the registry: values stack, parameter gradients sum.)
 
-An op without a rule runs once per sample (engine/lift.py): always right, slower.
+An op without a rule runs once per sample (engine/lift.py): always right, slower. A rule
+may return PER_SAMPLE for the cases it does not handle (a batch of conv kernels, say).
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class Lift:
     expand: tuple  # per input: the axes np.expand_dims inserts before the call (() for none)
     attrs: dict = field(default_factory=dict)
     squeeze: tuple = ()  # axes of the call's result that are dropped after it
+
+
+PER_SAMPLE = Lift((), {}, ())  # run the node once per sample
 
 
 def ranks(shapes) -> list[int]:

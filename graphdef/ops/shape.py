@@ -1,0 +1,1 @@
+"""Shape and indexing ops: concatenation, slicing, gathering, padding, selection."""
