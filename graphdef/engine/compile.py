@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from ..ops import Expr, broadcast_shape, unbroadcast
-from .lift import PER_SAMPLE, StepError, lift_of, per_sample_forward, per_sample_vjp
+from .lift import PER_SAMPLE, StepError, context_of, lift_of, per_sample_forward, per_sample_vjp
 
 CAUGHT = (ValueError, TypeError, ArithmeticError, IndexError, AttributeError)
 GENERATED = "graphdef.engine.generated"  # the module name warnings see for generated code
@@ -94,8 +94,9 @@ def seed(value, scale=1):
 class _Writer:
     """Lines of one generated function, each with the node it belongs to and the slots it reads."""
 
-    def __init__(self, name: str, graph, batched: frozenset, floats: bool = False):
+    def __init__(self, name: str, graph, batched: frozenset, floats: bool = False, context=None):
         self.name, self.graph, self.batched, self.floats = name, graph, batched, floats
+        self.context = context or {}
         self.lines, self.steps, self.reads = [f"def {name}(env):"], [None], [()]
         self.namespace = {"__name__": GENERATED, "seed": seed, "zeros_like": np.zeros_like,
                           "unbroadcast": unbroadcast, "expand_dims": np.expand_dims, "squeeze": np.squeeze,
@@ -119,6 +120,11 @@ class _Writer:
             self.bound[key] = name = f"{hint.strip('_')}_{len(self.namespace)}"
             self.namespace[name] = value
         return self.bound[key]
+
+    def attrs(self, step, lift) -> dict:
+        """The attributes the node's rules are called with: lifted to the batch, and the context they take."""
+        return {**(step.attrs if lift is None or lift is PER_SAMPLE else lift.attrs),
+                **context_of(step.op, self.context)}
 
     def lift(self, step):
         if step.name not in self.lifts:
@@ -194,9 +200,9 @@ def _forward_line(w: _Writer, step, saving: bool) -> None:
     if lift is PER_SAMPLE:
         flags = tuple(a in w.batched for a in step.inputs)
         made = (f"{out} = per_sample_forward({w.bind(step.op, step.op.name)}, {flags}, "
-                f"{w.bind(step.attrs, 'attrs')}, {', '.join(args)})")
+                f"{w.bind(w.attrs(step, lift), 'attrs')}, {', '.join(args)})")
         return w.line(f"{made}  # {_comment(step.name)}", step, args)
-    attrs = step.attrs if lift is None else lift.attrs
+    attrs = w.attrs(step, lift)
     lifted = _lifted_args(w, args, lift)
     if saving:
         text, used = w.call(step.op.save, lifted, attrs, step.op.name + "_save")
@@ -223,13 +229,14 @@ def _returned(w: _Writer, names) -> str:
     return "{" + ", ".join(f"{n!r}: {w.slot(n)}" for n in names) + "}"
 
 
-def compile_forward(graph, steps, batched=frozenset(), floats: bool = False) -> Compiled:
+def compile_forward(graph, steps, batched=frozenset(), floats: bool = False, context=None) -> Compiled:
     """forward(env) -> {vertex: value} for every step, given env holding their leaves.
 
     `batched`: the vertices carrying the batch axis. `floats`: every value is a scalar;
-    compute on Python floats (see FloatMath).
+    compute on Python floats (see FloatMath). `context`: the mode and generator, for the ops
+    that take them.
     """
-    w = _Writer("forward", graph, batched, floats)
+    w = _Writer("forward", graph, batched, floats, context)
     _forward_lines(w, steps)
     w.line(f"return {_returned(w, [s.name for s in steps])}")
     return w.compiled()
@@ -238,7 +245,7 @@ def compile_forward(graph, steps, batched=frozenset(), floats: bool = False) -> 
 # -- backward ------------------------------------------------------------------------------
 
 def compile_backprop(graph, steps, backward_steps, of: str, wrt, wanted, keep=(), batched=frozenset(),
-                     returned=None, floats: bool = False, mean: bool = False) -> Compiled:
+                     returned=None, floats: bool = False, mean: bool = False, context=None) -> Compiled:
     """backprop(env) -> (values of the steps, ∂of/∂v for v in wrt and keep that of depends on), one pass each way.
 
     `backward_steps` and `wanted` are the steps and vertices on a path from wrt to `of`.
@@ -246,7 +253,7 @@ def compile_backprop(graph, steps, backward_steps, of: str, wrt, wanted, keep=()
     mean). With `returned` (vertex names), only those values are returned, and every other
     one is freed as soon as nothing reads it. `batched`, `floats` as in compile_forward.
     """
-    w = _Writer("backprop", graph, batched, floats)
+    w = _Writer("backprop", graph, batched, floats, context)
     w.of = of
     saving = {s.name for s in backward_steps if s.op.save is not None and w.lift(s) is not PER_SAMPLE}
     _forward_lines(w, steps, saving)
@@ -282,10 +289,10 @@ def _backward_lines(w: _Writer, step, k: int, arg: str, accumulate: bool, saving
     slots = [g, out, *args]
     if lift is PER_SAMPLE:
         flags = tuple(a in w.batched for a in step.inputs)
-        vjp = (f"per_sample_vjp({w.bind(step.op, step.op.name)}, {k}, {flags}, {w.bind(step.attrs, 'attrs')}, "
-               f"{g}, {out}, {', '.join(args)})")
+        vjp = (f"per_sample_vjp({w.bind(step.op, step.op.name)}, {k}, {flags}, "
+               f"{w.bind(w.attrs(step, lift), 'attrs')}, {g}, {out}, {', '.join(args)})")
         return _accumulate(w, step, arg, vjp, accumulate, comment, slots)
-    attrs = step.attrs if lift is None else lift.attrs
+    attrs = w.attrs(step, lift)
     if lift is not None and lift.squeeze:
         g = f"expand_dims({g}, {lift.squeeze})"
         out = out if step.name in saving else f"expand_dims({out}, {lift.squeeze})"

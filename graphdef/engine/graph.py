@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ops import Op
 
-KINDS = ("input", "parameter", "constant", "literal", "node")
+KINDS = ("input", "parameter", "state", "constant", "literal", "node")
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,17 @@ class Vertex:
     op: Op | None = None  # nodes
     inputs: tuple[str, ...] = ()  # nodes: the vertices their arguments read, in order
     attrs: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # nodes: bound, defaults in
-    value: np.ndarray | None = None  # parameters (their initial value), constants and literals
-    dtype: str = "float64"
+    value: np.ndarray | None = None  # parameters and state (their initial value), constants and literals
+    dtype: str = "float64"  # float64 or float32 (the model's), int64 or bool
     line: int | None = None  # where it is declared in the model file (1-based)
     column: int | None = None
     call: str | None = None  # the function call it was expanded from (its prefix), if any
     init: object = None  # parameters drawn from an initializer: its setting (None: a given or trained value)
+
+    @property
+    def differentiable(self) -> bool:
+        """Floats carry gradients; integers and booleans (indices, labels, masks) do not."""
+        return self.dtype.startswith("float")
 
     @property
     def batchable(self) -> bool:

@@ -21,7 +21,7 @@ def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
     problems = [Problem(f"unknown input '{n}'", hint=did_you_mean(n, model.inputs)
                         or f"the model's inputs: {', '.join(model.inputs) or 'none'}")
                 for n in inputs if n not in model.inputs]
-    env, batched = {**model.constants, **model.parameters, **(params or {})}, []
+    env, batched = {**model.constants, **model.state, **model.parameters, **(params or {})}, []
     for name in model.inputs:
         if needed is not None and name not in needed and name not in inputs:
             continue
@@ -60,24 +60,48 @@ def _batch_sizes(env: dict, batched: list) -> list:
 
 
 def _array(model, name: str, raw):
-    try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
-        if type(raw) in (float, int):
-            value = model.dtype.type(raw)
-        elif type(raw) is not model.dtype.type:
-            value = np.asarray(raw, dtype=model.dtype)
-            value = value[()] if value.ndim == 0 else value
-        else:
-            value = raw
-    except (ValueError, TypeError, OverflowError):
-        return None, model.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
-                                   "give a number or a (nested) list of numbers")
-    if not (math.isfinite(value) if value.ndim == 0 else np.isfinite(value).all()):
+    dtype = model.input_dtypes.get(name, model.dtype)
+    if dtype.kind != "f":
+        value, problem = _whole(model, name, raw, dtype)
+        if problem:
+            return None, problem
+    else:
+        try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
+            if type(raw) in (float, int):
+                value = dtype.type(raw)
+            elif type(raw) is not dtype.type:
+                value = np.asarray(raw, dtype=dtype)
+                value = value[()] if value.ndim == 0 else value
+            else:
+                value = raw
+        except (ValueError, TypeError, OverflowError):
+            return None, model.problem(name, f"input '{name}' is not numeric: {str(raw)[:40]!r}",
+                                       "give a number or a (nested) list of numbers")
+    if dtype.kind == "f" and not (math.isfinite(value) if value.ndim == 0 else np.isfinite(value).all()):
         return None, model.problem(name, f"input '{name}' contains NaN or infinity", "clean the data")
     shape = model.inputs[name]
     if shape is not None and not fits(value.shape, shape, name in model.batchable):
         extra = " or, for a batch, [N] + that" if name in model.batchable else ""
         return None, model.problem(name, f"input '{name}' has shape {list(value.shape)}, expected "
                                    f"{show_shape(shape)}{extra}", "reshape the value to the declared shape")
+    return value, None
+
+
+def _whole(model, name: str, raw, dtype: np.dtype):
+    """An integer (or boolean) input: whole numbers only, never a float silently truncated."""
+    try:
+        given = np.asarray(raw)
+        value = given.astype(dtype)
+        exact = given.dtype.kind in "iub" and (dtype.kind != "b" or given.dtype.kind == "b" or
+                                                np.isin(given, (0, 1)).all())
+        if not exact:
+            exact = given.dtype.kind == "f" and np.array_equal(value, given) and np.isfinite(given).all()
+    except (ValueError, TypeError, OverflowError):
+        exact = False
+    if not exact:
+        what = "booleans (or 0 and 1)" if dtype.kind == "b" else "whole numbers"
+        return None, model.problem(name, f"input '{name}' holds {dtype.name} values: give {what}, "
+                                   f"got {str(raw)[:40]!r}", "check the data feeding it (class labels, token ids)")
     return value, None
 
 

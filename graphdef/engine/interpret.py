@@ -9,23 +9,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lift import StepError, batched_vertices, call, lift_of, vjp
+from .lift import PER_SAMPLE, StepError, batched_vertices, call, lift_of, vjp
+
+SAVED = "saved"  # env[SAVED, node]: what a node's op saved in the forward pass for its backward rules
 
 
-def forward(graph, env: dict, batched_inputs=frozenset(), steps=None) -> dict:
-    """env extended with the value of every node (of `steps`, default all), given its leaves."""
+def forward(graph, env: dict, batched_inputs=frozenset(), steps=None, context=None) -> dict:
+    """env extended with the value of every node (of `steps`, default all), given its leaves.
+
+    `context`: the mode and generator ({"training": bool, "rng": Generator}) for ops that take them.
+    """
     env, batched = dict(env), batched_vertices(graph, batched_inputs)
     for step in graph.steps if steps is None else steps:
-        args = [env[a] for a in step.inputs]
-        env[step.name] = _guarded(step, lambda: call(step, lift_of(graph, step, batched), args, _flags(step, batched)))
+        args, lift = [env[a] for a in step.inputs], lift_of(graph, step, batched)
+        if step.op.save is not None and lift is not PER_SAMPLE:  # kept for backward: ("saved", name)
+            env[step.name], env[SAVED, step.name] = _guarded(
+                step, lambda: call(step, lift, args, _flags(step, batched), context, rule=step.op.save))
+        else:
+            env[step.name] = _guarded(step, lambda: call(step, lift, args, _flags(step, batched), context))
     return env
 
 
-def backward(graph, env: dict, of: str, wanted, batched_inputs=frozenset(), seed=None) -> dict:
+def backward(graph, env: dict, of: str, wanted, batched_inputs=frozenset(), seed=None, context=None) -> dict:
     """∂of/∂v for every vertex v in `wanted` (the vertices on paths to `of`) that `of` depends on.
 
     `env` holds every value (see forward). The seed defaults to ones: for a non-scalar
-    `of`, the gradient of its sum.
+    `of`, the gradient of its sum. An op with a random forward (dropout) gets its saved draw
+    back through `env`'s values: the backward rules see the same mask the forward used.
     """
     batched = batched_vertices(graph, batched_inputs)
     grads = {of: np.ones_like(env[of]) if seed is None else seed}
@@ -36,7 +46,7 @@ def backward(graph, env: dict, of: str, wanted, batched_inputs=frozenset(), seed
         for k, arg in enumerate(step.inputs):
             if arg in wanted and step.op.backward[k] is not None:
                 d = _guarded(step, lambda: vjp(step, lift, k, grads[step.name], env[step.name], args,
-                                               _flags(step, batched)))
+                                               _flags(step, batched), context, env.get((SAVED, step.name))))
                 grads[arg] = grads[arg] + d if arg in grads else d
     return grads
 

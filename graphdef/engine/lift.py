@@ -43,32 +43,42 @@ def expanded(args, lift: Lift) -> list:
     return [np.expand_dims(a, axes) if axes else a for a, axes in zip(args, lift.expand)]
 
 
-def call(step, lift: Lift | None, args: list, flags=()):
-    """The node's value: its forward rule on (lifted) arguments."""
+def context_of(op, context: dict) -> dict:
+    """What of the engine's context (mode, generator) the op's rules take."""
+    return {k: context[k] for k in op.context} if op.context else {}
+
+
+def call(step, lift: Lift | None, args: list, flags=(), context=None, rule=None):
+    """The node's value (or, given `rule`, that rule: a state update) on (lifted) arguments."""
+    rule, attrs = rule or step.op.forward, {**step.attrs, **context_of(step.op, context or {})}
     if lift is None:
-        return step.op.forward(*args, **step.attrs)
+        return rule(*args, **attrs)
     if lift is PER_SAMPLE:
-        return per_sample_forward(step.op, flags, step.attrs, *args)
-    out = step.op.forward(*expanded(args, lift), **lift.attrs)
-    return np.squeeze(out, lift.squeeze) if lift.squeeze else out
+        return per_sample_forward(step.op, flags, attrs, *args, rule=rule)
+    out = rule(*expanded(args, lift), **lift.attrs, **context_of(step.op, context or {}))
+    if not lift.squeeze:
+        return out
+    return (np.squeeze(out[0], lift.squeeze), out[1]) if rule is step.op.save else np.squeeze(out, lift.squeeze)
 
 
-def vjp(step, lift: Lift | None, k: int, g, out, args: list, flags=()):
-    """∂L/∂(input k) given g = ∂L/∂out, summed back to the input's own shape."""
-    op = step.op
+def vjp(step, lift: Lift | None, k: int, g, out, args: list, flags=(), context=None, saved=None):
+    """∂L/∂(input k) given g = ∂L/∂out, summed back to the input's own shape; `saved`: what the op's
+    save rule kept in the forward pass (else it is computed again)."""
+    op, given = step.op, context_of(step.op, context or {})
     if lift is PER_SAMPLE:
-        return per_sample_vjp(op, k, flags, step.attrs, g, out, *args)
+        return per_sample_vjp(op, k, flags, {**step.attrs, **given}, g, out, *args)
     attrs, xs = (step.attrs, args) if lift is None else (lift.attrs, expanded(args, lift))
+    attrs = {**attrs, **given}
     if lift is not None and lift.squeeze:
         g, out = np.expand_dims(g, lift.squeeze), np.expand_dims(out, lift.squeeze)
-    d = op.backward[k](g, op.saved(out, *xs, **attrs), *xs, **attrs)
+    d = op.backward[k](g, op.saved(out, *xs, **attrs) if saved is None else saved, *xs, **attrs)
     return np.reshape(unbroadcast(np.asarray(d), np.shape(xs[k])), np.shape(args[k]))
 
 
-def per_sample_forward(op, flags, attrs, *args):
-    """An op without a batching rule: its forward on each sample, stacked."""
-    n = _batch_size(flags, args)
-    return np.stack([np.asarray(op.forward(*_sample(args, flags, i), **attrs)) for i in range(n)])
+def per_sample_forward(op, flags, attrs, *args, rule=None):
+    """An op without a batching rule: its forward (or `rule`) on each sample, stacked."""
+    n, rule = _batch_size(flags, args), rule or op.forward
+    return np.stack([np.asarray(rule(*_sample(args, flags, i), **attrs)) for i in range(n)])
 
 
 def per_sample_vjp(op, k, flags, attrs, g, out, *args):

@@ -19,7 +19,7 @@ from ..pause_gc import without_gc
 from . import gradients, interpret
 from .compile import Compiled, compile_backprop, compile_forward
 from .inputs import NONE, batched_inputs, feed
-from .lift import StepError, batched_vertices
+from .lift import StepError, batched_vertices, call, lift_of
 
 METHODS = gradients.METHODS
 
@@ -43,6 +43,7 @@ class PlanKey(NamedTuple):
     batched: frozenset = frozenset()  # the inputs carrying a batch axis
     floats: bool = False  # every value a Python float (see compile.FloatMath)
     mean: bool = False
+    training: bool = False  # the mode: dropout draws and batch norm uses batch statistics only in training
 
 
 class Model:
@@ -60,16 +61,27 @@ class Model:
         self.dtype = np.dtype(doc.get("dtype", "float64"))
         self.outputs, self.loss = list(doc["outputs"]), doc.get("loss")
         self.inputs = {v.name: v.shape for v in graph.of_kind("input")}
+        self.input_dtypes = {v.name: np.dtype(v.dtype) for v in graph.of_kind("input") if not v.differentiable}
         self.batchable = {v.name: len(v.shape) for v in graph.of_kind("input") if v.batchable}
         self.parameters = {v.name: v.value for v in graph.of_kind("parameter")}
+        self.state = {v.name: v.value for v in graph.of_kind("state")}  # running statistics: updated, not trained
         self.untrained = [v.name for v in graph.of_kind("parameter") if v.init is not None]  # drawn at load
         self.constants = {v.name: v.value for v in graph.of_kind("constant", "literal")}
         self.steps = graph.steps
         self.reference = os.environ.get("GRAPHDEF_REFERENCE") == "1" if reference is None else reference
-        self.training = False  # the mode: inference (dropout off, running statistics) unless a training step
+        self.training = False  # the mode of the public calls: inference (dropout off, running statistics)
+        self.rng = np.random.default_rng(training_seed(doc))  # random ops draw from it; reseed() keeps its identity
+        self._updating = tuple(s for s in self.steps if s.op.update is not None)  # steps whose op updates state
         self._plans, self._backward_plans = {}, {}  # PlanKey -> Compiled; (of, wrt) -> (steps, vertices)
         # every value a float64 scalar: plans may run on Python floats (compile.FloatMath)
-        self._floats = self.dtype == np.float64 and all(v.shape == () for v in graph.vertices.values())
+        self._floats = self.dtype == np.float64 and all(v.shape == () and v.dtype == "float64" and not v.op.context
+                                                        if v.op else v.shape == () and v.dtype == "float64"
+                                                        for v in graph.vertices.values())
+
+    @property
+    def variables(self) -> dict:
+        """Every array a trained model holds: the parameters and the state (saved together)."""
+        return {**self.parameters, **self.state}
 
     @property
     def folder(self) -> Path | None:
@@ -138,13 +150,27 @@ class Model:
 
     def run_unchecked(self, env: dict, outputs=None) -> dict:
         """env extended with the values of every node (or of those `outputs` need)."""
+        return self._forward(env, outputs, self.training)
+
+    def _forward(self, env: dict, outputs, training: bool) -> dict:
         batched = batched_inputs(self, env)
-        key = PlanKey(None, (), NONE, tuple(outputs or ()), batched, self._floats and not batched)
+        key = PlanKey(None, (), NONE, tuple(outputs or ()), batched, self._floats and not batched, training=training)
         if self.reference:
-            return self._guard(lambda: interpret.forward(self.graph, env, key.batched, self._forward_steps(key.outputs)))
+            return _values(self._guard(lambda: interpret.forward(self.graph, env, key.batched,
+                                                                 self._forward_steps(key.outputs), self.context(key))))
         return {**env, **self._run(key, env)}
 
-    def backprop(self, env: dict, of: str, wrt, keep=(), outputs=None, mean: bool = False) -> tuple[dict, dict]:
+    def context(self, key: PlanKey) -> dict:
+        """What ops that depend on the mode or draw random numbers are given (see ops/registry.py)."""
+        return {"training": key.training, "rng": self.rng}
+
+    def reseed(self, seed: int | None = None, state: dict | None = None) -> None:
+        """Restart the generator random ops draw from (from a seed, or a saved bit_generator state),
+        keeping the object the compiled plans hold."""
+        self.rng.bit_generator.state = state or np.random.default_rng(seed).bit_generator.state
+
+    def backprop(self, env: dict, of: str, wrt, keep=(), outputs=None, mean: bool = False,
+                 training: bool | None = None) -> tuple[dict, dict]:
         """(values, ∂of/∂w for w in wrt) by reverse mode, on an unchecked environment (see run_unchecked).
 
         `keep` names further vertices whose gradients to return; `outputs` limits the forward
@@ -154,19 +180,36 @@ class Model:
         """
         batched = batched_inputs(self, env)
         key = PlanKey(of, tuple(wrt), frozenset(keep) if keep else NONE, tuple(outputs or ()), batched,
-                      self._floats and not batched, mean)
+                      self._floats and not batched, mean, self.training if training is None else training)
         if self.reference:
             return self._reference_backprop(env, key)
         computed, grads = self._run(key, env)
         return {**env, **computed}, grads
 
     def train_step(self, batch: dict, loss: str, wrt, outputs=()) -> tuple[dict, dict]:
-        """(values, gradients of the mean loss) for a batch of data the caller has checked."""
-        return self.backprop({**self.constants, **self.parameters, **batch}, loss, wrt, outputs=outputs, mean=True)
+        """(values, gradients of the mean loss) for a batch of data the caller has checked, in training
+        mode; the state (running statistics) is then updated from the batch."""
+        env = {**self.constants, **self.state, **self.parameters, **batch}
+        kept = (*outputs, *(a for s in self._updating for a in s.inputs)) if outputs else outputs
+        values, grads = self.backprop(env, loss, wrt, outputs=kept, mean=True, training=True)
+        self.update_state(values, batched_inputs(self, env))
+        return values, grads
+
+    def update_state(self, values: dict, batched=NONE) -> None:
+        """Each op with state (batch norm) updates it from the values of a training step, in place."""
+        flags = batched_vertices(self.graph, batched)
+        for step in self._updating:
+            lift = lift_of(self.graph, step, flags)
+            new = self._guard(lambda: call(step, lift, [values[a] for a in step.inputs],
+                                           tuple(a in flags for a in step.inputs), {"training": True, "rng": self.rng},
+                                           rule=step.op.update))
+            for position, value in zip(step.op.state, new):
+                if self.graph.vertices[step.inputs[position]].kind == "state":
+                    self.state[step.inputs[position]][...] = value
 
     def predict_batch(self, batch: dict, outputs) -> dict:
-        """The values of `outputs` (and what they need) for a batch of data the caller has checked."""
-        return self.run_unchecked({**self.constants, **self.parameters, **batch}, outputs)
+        """The values of `outputs` (and what they need) for a batch of data the caller has checked (inference)."""
+        return self._forward({**self.constants, **self.state, **self.parameters, **batch}, outputs, False)
 
     def compiled_backprop(self, of: str, wrt, keep=(), outputs=None, batched=frozenset(),
                           floats: bool = False) -> Compiled:
@@ -186,12 +229,12 @@ class Model:
     def _compile(self, key: PlanKey) -> Compiled:
         batched = batched_vertices(self.graph, key.batched)
         if key.of is None:
-            return compile_forward(self.graph, self._forward_steps(key.outputs), batched, key.floats)
+            return compile_forward(self.graph, self._forward_steps(key.outputs), batched, key.floats, self.context(key))
         steps, wanted = self.backward_plan(key.of, key.wrt)
         forward = self._forward_steps(key.outputs + (key.of,)) if key.outputs else self.steps
         returned = None if not key.outputs else {*key.outputs, key.of}
         return compile_backprop(self.graph, forward, steps, key.of, key.wrt, wanted, key.keep, batched, returned,
-                                key.floats, key.mean)
+                                key.floats, key.mean, self.context(key))
 
     def _run(self, key: PlanKey, env: dict):
         """The plan for key on env; a plan on Python floats that faults reruns on numpy values."""
@@ -217,12 +260,12 @@ class Model:
 
     def _reference_backprop(self, env: dict, key: PlanKey) -> tuple[dict, dict]:
         steps, wanted = self.backward_plan(key.of, key.wrt)
-        values = self._guard(lambda: interpret.forward(self.graph, env, key.batched))
+        values = self._guard(lambda: interpret.forward(self.graph, env, key.batched, context=self.context(key)))
         scale = 1 / len(values[key.of]) if key.mean and key.of in batched_vertices(self.graph, key.batched) else 1
         grads = self._guard(lambda: interpret.backward(self.graph, values, key.of, wanted, key.batched,
-                                                       np.full_like(values[key.of], scale)))
+                                                       np.full_like(values[key.of], scale), self.context(key)))
         names = dict.fromkeys([*key.wrt, *key.keep])
-        return values, {n: grads[n] if n in grads else np.zeros_like(env[n]) for n in names
+        return _values(values), {n: grads[n] if n in grads else np.zeros_like(env[n]) for n in names
                         if n in grads or n in key.wrt}
 
     def _forward_steps(self, outputs: tuple) -> tuple:
@@ -237,7 +280,8 @@ class Model:
         found = self._backward_plans.get((of, wrt))
         if found is None:
             ancestors = self.ancestors([of])
-            wanted = frozenset(self.graph.reachable([w for w in wrt if w in ancestors]) & ancestors)
+            reached = self.graph.reachable([w for w in wrt if w in ancestors]) & ancestors
+            wanted = frozenset(n for n in reached if self.graph.vertices[n].differentiable)
             found = self._backward_plans[(of, wrt)] = tuple(s for s in self.steps if s.name in wanted), wanted
         return found
 
@@ -264,25 +308,38 @@ class Model:
 
     def _wrt(self, wrt) -> list:
         if wrt is None:
-            return [*self.inputs, *self.parameters]
+            return [name for name in [*self.inputs, *self.parameters] if self.graph.vertices[name].differentiable]
         wrt = [wrt] if isinstance(wrt, str) else list(wrt)
-        leaves = [v.name for v in self.graph.of_kind("input", "parameter", "constant")]
+        leaves = [v.name for v in self.graph.of_kind("input", "parameter", "constant") if v.differentiable]
         bad = [w for w in wrt if w not in leaves]
         if bad:
             raise GraphDefError([Problem(f"cannot differentiate with respect to '{w}'",
-                                         hint=did_you_mean(w, leaves) or "use an input, parameter or constant")
+                                         hint=did_you_mean(w, leaves) or "use an input, parameter or constant "
+                                         "holding floats")
                                  for w in bad])
         return wrt
 
     def problem(self, vertex: str, message: str, hint: str | None = None) -> Problem:
         """A Problem located where `vertex` is declared in the model file."""
-        section = {"input": "inputs", "parameter": "parameters", "constant": "constants", "node": "nodes"}
+        section = {"input": "inputs", "parameter": "parameters", "state": "state", "constant": "constants",
+                   "node": "nodes"}
         kind = self.graph.vertices[vertex].kind if vertex in self.graph.vertices else None
         return self.locate((section[kind], vertex) if kind in section else (), message, hint)
 
     def locate(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem at `path` in the model file (unlocated for a model built from data)."""
         return self.source.problem(path, message, hint) if self.source else Problem(message, hint=hint)
+
+
+def training_seed(doc: dict) -> int:
+    """The model's training.seed when it is one (a wrong one is reported by the schema), else 0."""
+    seed = doc["training"].get("seed", 0) if isinstance(doc.get("training"), dict) else 0
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
+
+
+def _values(env: dict) -> dict:
+    """The vertices' values of a reference run, without what ops saved for their backward rules."""
+    return {k: v for k, v in env.items() if isinstance(k, str)}
 
 
 def _arrays(env: dict) -> dict:

@@ -217,8 +217,8 @@ def _defined(source: Source, known: dict, problems: list) -> dict:
 
 
 def _inner_names(spec: dict) -> set:
-    return set(spec.get("inputs") or []) | set(spec.get("parameters") or {}) | set(spec.get("constants") or {}) | \
-        set(spec.get("nodes") or {})
+    return set(spec.get("inputs") or []) | set(spec.get("parameters") or {}) | set(spec.get("state") or {}) | \
+        set(spec.get("constants") or {}) | set(spec.get("nodes") or {})
 
 
 def _where(fn: Function) -> str:
@@ -232,6 +232,7 @@ class _Expander:
         self.source, self.functions, self.limits = source, functions, limits
         doc = source.data
         self.parameters = dict(doc.get("parameters") or {})
+        self.state = dict(doc.get("state") or {})
         self.constants = dict(doc.get("constants") or {})
         self.nodes = {}
         self.inputs = len(doc.get("inputs") or {})
@@ -245,20 +246,23 @@ class _Expander:
             if fn is None:
                 self.add(self.nodes, name, spec)
                 continue
-            before = (len(self.problems), len(self.nodes), len(self.parameters), len(self.constants))
+            sections = (self.nodes, self.parameters, self.state, self.constants)
+            before = (len(self.problems), *map(len, sections))
             self.call(fn, spec, target=name, prefix=name, site=(self.source, ("nodes", name)), chain=())
             if len(self.problems) > before[0]:  # leave nothing half-made: the call is reported, and BROKEN
-                for section, size in zip((self.nodes, self.parameters, self.constants), before[1:]):
+                for section, size in zip(sections, before[1:]):
                     while len(section) > size:
                         section.popitem()  # the last added first: what this call added
                 self.nodes[name] = BROKEN
-        doc = {**self.source.data, "parameters": self.parameters, "constants": self.constants, "nodes": self.nodes}
+        doc = {**self.source.data, "parameters": self.parameters, "constants": self.constants, "nodes": self.nodes,
+               **({"state": self.state} if self.state else {})}
         return Source(doc, self.source.file, self.positions, self.calls, self.members)
 
     def add(self, section: dict, name: str, spec) -> None:
         """Add a vertex, counting: nested calls can multiply a 3 KB file into billions of vertices."""
         section[name] = spec
-        if self.inputs + len(self.nodes) + len(self.parameters) + len(self.constants) > self.limits.max_vertices:
+        if self.inputs + len(self.nodes) + len(self.parameters) + len(self.state) + len(self.constants) \
+                > self.limits.max_vertices:
             raise GraphDefError(Problem(f"function calls expand the model to more than {self.limits.max_vertices:,} "
                                         "vertices", self.source.file, hint=self.limits.exceeded("max_vertices")))
 
@@ -295,6 +299,7 @@ class _Expander:
                               f"got {len(spec['inputs'])}", chain=chain[:-1])
         env = dict(zip(inputs, spec["inputs"]))
         env |= self._parameters(fn, body, attrs, spec.get("parameters") or {}, prefix, site, chain)
+        env |= self._parameters(fn, body, attrs, {}, prefix, site, chain, "state")
         for name, value in (body.get("constants") or {}).items():
             env[name] = self._place(self.constants, f"{prefix}/{name}", value, fn, ("constants", name), "constants")
         outputs = body["outputs"]
@@ -315,12 +320,14 @@ class _Expander:
             self.error((source, path + ((key,) if key else ())), message, hint, chain)
         return None if problems else attrs
 
-    def _parameters(self, fn, body, attrs, shared: dict, prefix: str, site: tuple, chain: tuple) -> dict:
+    def _parameters(self, fn, body, attrs, shared: dict, prefix: str, site: tuple, chain: tuple,
+                    section: str = "parameters") -> dict:
+        """The call's parameters (or, with section="state", its state): CALL/NAME, or the model's shared ones."""
         env = {}
         for key in set(shared) - set(body.get("parameters") or {}):
             self.error((site[0], site[1] + ("parameters", key)), f"function '{fn.name}' has no parameter '{key}'",
                        did_you_mean(key, body.get("parameters") or {}), chain[:-1])
-        for name, spec in (body.get("parameters") or {}).items():
+        for name, spec in (body.get(section) or {}).items():
             if name in shared:
                 env[name] = shared[name]
                 if shared[name] not in self.parameters:
@@ -333,16 +340,16 @@ class _Expander:
             init = spec.get("init")
             init = init.get("type") if isinstance(init, dict) else init
             if bad:
-                self.error(self._origin(fn, ("parameters", name, "shape")),
+                self.error(self._origin(fn, (section, name, "shape")),
                            f"shape entries {bad} are not sizes", "name int attributes of the function", chain)
             elif init is not None and not isinstance(init, str):
-                self.error(self._origin(fn, ("parameters", name, "init")), f"initializer {init!r} is not a name",
+                self.error(self._origin(fn, (section, name, "init")), f"initializer {init!r} is not a name",
                            f"one of: {', '.join([*INITIALIZERS, *ALIASES])}", chain)
             elif init is not None and init not in INITIALIZERS and init not in ALIASES:
-                self.error(self._origin(fn, ("parameters", name, "init")), f"unknown initializer '{init}'",
+                self.error(self._origin(fn, (section, name, "init")), f"unknown initializer '{init}'",
                            did_you_mean(init, [*INITIALIZERS, *ALIASES]), chain)
             else:
-                env[name] = self._place(self.parameters, f"{prefix}/{name}", spec, fn, ("parameters", name), "parameters")
+                env[name] = self._place(getattr(self, section), f"{prefix}/{name}", spec, fn, (section, name), section)
                 self._belongs(env[name], prefix, chain)
         return env
 

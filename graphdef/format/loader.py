@@ -25,14 +25,14 @@ from ..errors import GraphDefError, Problem, did_you_mean
 from .functions import expand
 from .initializers import initialize
 from ..engine.graph import Graph, Vertex, topological_order
-from ..engine.model import Model
+from ..engine.model import Model, training_seed
 from ..ops import OPS
-from ..ops.registry import bind_attrs, show_shape
+from ..ops.registry import DTypeError, bind_attrs, show_shape
 from ..pause_gc import without_gc
 from .source import BROKEN, LIMITS, MAX_RANK, Limits, Source, parse, read_file, read_regular, too_many_vertices
 
 DTYPES = ("float32", "float64")
-SECTIONS = {"inputs": "input", "parameters": "parameter", "constants": "constant", "nodes": "node"}
+SECTIONS = {"inputs": "input", "parameters": "parameter", "state": "state", "constants": "constant", "nodes": "node"}
 NODE_KEYS = ("op", "inputs", "description")
 INDEPENDENT = ("name", "description", "training")  # top-level keys the graph does not depend on
 
@@ -87,7 +87,7 @@ def build(source: Source, *, seed: int | None = None, dtype: str | None = None, 
     _check_vertices(expanded, limits)
     _check_parameter_values(expanded, limits)
     doc = {**source.data, "dtype": dtype} if dtype is not None else source.data
-    seed = _seed(written.data) if seed is None else seed
+    seed = training_seed(written.data) if seed is None else seed
     return _Loader(expanded, seed, allow_outside, limits, problems + more).model(doc)
 
 
@@ -109,12 +109,6 @@ def _triaged(source: Source) -> tuple[Source, list]:
         if vertex(path):
             doc[path[0]][path[1]] = BROKEN
     return Source(doc, source.file, source.positions), [problem for _, problem in found]
-
-
-def _seed(doc: dict) -> int:
-    """The model's training.seed when it is one (a wrong one is reported by the schema), else 0."""
-    seed = doc["training"].get("seed", 0) if isinstance(doc.get("training"), dict) else 0
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
 def _check_vertices(source: Source, limits: Limits) -> None:
@@ -154,6 +148,7 @@ class _Loader:
 
     def model(self, doc: dict) -> Model:
         """The checked Model; `doc` is the document as written (before function calls were expanded)."""
+        self._one_vertex_per_output()
         self._declare()
         self._connect()
         self._check_targets()
@@ -166,9 +161,8 @@ class _Loader:
 
     def _frozen(self) -> Graph:
         """The checked graph as records: nothing after the loader changes it."""
-        dtype = self.dtype.name
         return Graph(Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
-                            MappingProxyType(v.get("attrs", {})), v.get("value"), dtype,
+                            MappingProxyType(v.get("attrs", {})), v.get("value"), v.get("dtype") or self.dtype.name,
                             *v["position"][:2], v.get("call"), v.get("init"))
                      for n, v in self.graph.nodes(data=True))
 
@@ -191,12 +185,37 @@ class _Loader:
                 self.graph.add_node(name, kind=kind, position=position, call=self.source.members.get(name),
                                     **getattr(self, f"_{kind}")(name, spec))
 
+    def _one_vertex_per_output(self):
+        """A node of an op with several outputs becomes one vertex per output: NODE computes output 0,
+        NODE/1, NODE/2... the others (each with the loader-set attribute `output`)."""
+        nodes = self.doc.get("nodes") or {}
+        if not any(spec is not BROKEN and getattr(OPS.get(spec["op"]), "outputs", None) for spec in nodes.values()):
+            return
+        split, positions = {}, dict(self.source.positions)
+        for name, spec in nodes.items():
+            op = OPS.get(spec["op"]) if spec is not BROKEN else None
+            count = _output_count(op, spec) if op is not None and op.outputs else 0
+            split[name] = {**spec, "output": 0} if count else spec
+            for i in range(1, count):
+                split[f"{name}/{i}"] = {**spec, "output": i}
+                positions.update({("nodes", f"{name}/{i}") + path[2:]: where for path, where in
+                                  self.source.positions.items() if path[:2] == ("nodes", name)})
+        self.doc = {**self.doc, "nodes": split}
+        self.source = Source(self.doc, self.source.file, positions, self.source.calls, self.source.members)
+
     def _input(self, name, spec):
         shape = spec.get("shape")
-        return {"shape": None if shape is None else tuple(shape)}
+        return {"shape": None if shape is None else tuple(shape), "dtype": self._dtype(spec.get("dtype"))}
 
-    def _parameter(self, name, spec):
-        path = ("parameters", name)
+    def _dtype(self, declared: str | None) -> str:
+        """A declared dtype (float, int64, bool) as numpy names it; float is the model's float type."""
+        return self.dtype.name if declared in (None, "float") else declared
+
+    def _state(self, name, spec):
+        return self._parameter(name, spec, "state")
+
+    def _parameter(self, name, spec, section="parameters"):
+        path = (section, name)
         if "weights" in spec:
             value = self._stored(path, spec)
         elif "value" in spec:
@@ -223,21 +242,31 @@ class _Loader:
         return None if value is None else value.astype(self.dtype, copy=False)
 
     def _constant(self, name, spec):
-        value = self._array(("constants", name), spec)
-        return {"value": value, "shape": None if value is None else value.shape}
+        path, dtype = ("constants", name), self.dtype.name
+        if isinstance(spec, dict):
+            spec, dtype, path = spec["value"], self._dtype(spec.get("dtype")), path + ("value",)
+        value = self._array(path, spec, dtype)
+        return {"value": value, "shape": None if value is None else value.shape, "dtype": dtype}
 
     def _node(self, name, spec):
         return {"op": OPS.get(spec["op"]), "attrs": {}, "args": (), "shape": None}
 
-    def _array(self, path, literal):
+    def _array(self, path, literal, dtype=None):
         """A literal as an array; NaN and infinity (or a number too large for the dtype) are refused: no
         model means them, and they would poison every value they reach."""
         try:
             with np.errstate(over="ignore"):
-                value = np.array(literal, dtype=self.dtype)
+                value = np.array(literal, dtype=self.dtype if dtype is None else dtype)
         except (ValueError, TypeError, OverflowError):
             self.error(path, "not a rectangular array of numbers", "every row must have the same length")
             return None
+        if value.dtype.kind in "ib":
+            exact = np.array(literal, dtype=float)
+            if not np.array_equal(value, exact):
+                self.error(path, f"the value is not made of {value.dtype.name} numbers",
+                           "write whole numbers (0 or 1 for bool), or drop the dtype")
+                return None
+            return value
         if not np.isfinite(value).all():
             nan = np.isnan(value).any()
             self.error(path, f"the value contains {'NaN' if nan else 'infinity'}" + ("" if nan else
@@ -288,11 +317,11 @@ class _Loader:
 
     def _attrs(self, path, op, spec) -> dict:
         """The node's attributes, checked, with defaults filled in so every rule sees every one."""
-        given = {k: v for k, v in spec.items() if k not in NODE_KEYS}
+        given = {k: v for k, v in spec.items() if k not in NODE_KEYS and not (op.outputs and k == "output")}
         values, problems = bind_attrs(f"op '{op.name}'", op.attrs, given, op.signature())
         for key, message, hint in problems:
             self.error(path + ((key,) if key else ()), message, hint)
-        return op.bind(values)
+        return op.bind(values) | ({"output": spec["output"]} if op.outputs else {})
 
     def _check_targets(self):
         for i, name in enumerate(self.doc["outputs"]):
@@ -323,16 +352,34 @@ class _Loader:
             if v["kind"] != "node" or name in self.broken:
                 continue
             shapes = [self.graph.nodes[a]["shape"] for a in v["args"]]
+            if not self._infer_dtype(name, v):
+                continue
             try:
                 v["shape"] = v["op"].shape(*shapes, **v["attrs"])
             except (ValueError, TypeError, IndexError, ArithmeticError, KeyError) as e:
                 v["shape"] = None
                 given = ", ".join(f"{a} {show_shape(s)}" for a, s in zip(v["args"], shapes))
                 self.error(("nodes", name), f"{e}", f"inputs: {given}")
-        shape = self.graph.nodes[self.doc["loss"]]["shape"] if self.doc.get("loss") in self.graph else None
-        if shape not in (None, ()):
+        loss = self.graph.nodes[self.doc["loss"]] if self.doc.get("loss") in self.graph else {}
+        shape = loss.get("shape")
+        if not (loss.get("dtype") or "float").startswith("float"):
+            self.error(("loss",), f"loss '{self.doc['loss']}' holds {loss['dtype']} values, which have no gradient",
+                       "make the loss from float values")
+        elif shape not in (None, ()):
             self.error(("loss",), f"loss '{self.doc['loss']}' must be a scalar, its shape is {show_shape(shape)}",
                        "reduce it with sum or mean")
+
+    def _infer_dtype(self, name: str, v: dict) -> bool:
+        """The node's dtype from its op's dtype rule; False (and a problem) when its inputs' dtypes do not fit."""
+        dtypes = [self.graph.nodes[a].get("dtype") or self.dtype.name for a in v["args"]]
+        try:
+            v["dtype"] = v["op"].dtype(*dtypes, **v["attrs"])
+            return True
+        except DTypeError as e:
+            v["shape"] = None
+            given = ", ".join(f"{a} ({d})" for a, d in zip(v["args"], dtypes))
+            self.error(("nodes", name), f"op '{v['op'].name}': {e}", f"inputs: {given}")
+            return False
 
     def _check_sizes(self):
         """No value may have more than MAX_RANK dimensions or max_tensor_values numbers (its known sizes'
@@ -350,6 +397,15 @@ class _Loader:
             elif values > self.limits.max_tensor_values:
                 self.error(path, f"'{name}' would hold {values:,} values ({show_shape(shape)}), more than "
                            f"{self.limits.max_tensor_values:,}", self.limits.exceeded("max_tensor_values"))
+
+
+def _output_count(op, spec: dict) -> int:
+    """How many outputs a node of a multi-output op has (1 when its attributes are wrong: reported later)."""
+    given = {k: v for k, v in spec.items() if k in op.attrs}
+    try:
+        return max(1, int(op.outputs(**op.bind(given))))
+    except (TypeError, ValueError, KeyError, ArithmeticError):
+        return 1
 
 
 class _Weights:

@@ -87,29 +87,29 @@ def _lighten(part, path: tuple, source: Source, found: list):
     if isinstance(part.get("nodes"), dict):
         part["nodes"] = {k: v for k, v in part["nodes"].items() if not plain_node(k, v)}
     if isinstance(part.get("constants"), dict):
-        for name, value in part["constants"].items():
-            found += _literal(value, path + ("constants", name), source)
-        part["constants"] = dict.fromkeys(part["constants"], 0)
-    if isinstance(part.get("parameters"), dict):
-        part["parameters"] = {k: _valueless(v, path + ("parameters", k), source, found)
-                              for k, v in part["parameters"].items()}
+        part["constants"] = {k: _valueless(v, path + ("constants", k), source, found) if isinstance(v, dict)
+                             else _literal(v, path + ("constants", k), source, found)
+                             for k, v in part["constants"].items()}
+    for section in ("parameters", "state"):
+        if isinstance(part.get(section), dict):
+            part[section] = {k: _valueless(v, path + (section, k), source, found) for k, v in part[section].items()}
     return part
 
 
 def _valueless(spec, path: tuple, source: Source, found: list):
     if not isinstance(spec, dict) or "value" not in spec:
         return spec
-    found += _literal(spec["value"], path + ("value",), source)
-    return {**spec, "value": 0}
+    return {**spec, "value": _literal(spec["value"], path + ("value",), source, found)}
 
 
-def _literal(value, path: tuple, source: Source) -> list:
+def _literal(value, path: tuple, source: Source, found: list):
+    """0 in place of a literal, its problem (if any) added to `found`."""
     bad = first_bad(value)
-    if bad is None:
-        return []
-    where = path + bad
-    return [(where, source.problem(where, f"invalid value {_short(_at(value, bad))}",
-                                   "expected " + _lower(schema()["$defs"]["literal"]["description"])))]
+    if bad is not None:
+        where = path + bad
+        found.append((where, source.problem(where, f"invalid value {_short(_at(value, bad))}",
+                                            "expected " + _lower(schema()["$defs"]["literal"]["description"]))))
+    return 0
 
 
 def first_bad(value) -> tuple | None:

@@ -30,8 +30,8 @@ from .source import Source
 
 WEIGHTS_FILE = "weights.npz"  # what older versions wrote beside model.yaml (still loads)
 DATA_FILES = (".csv", ".npz")
-ORDER = ("graphdef", "name", "description", "dtype", "functions", "weights", "inputs", "parameters", "constants",
-         "nodes", "outputs", "loss", "training")
+ORDER = ("graphdef", "name", "description", "dtype", "functions", "weights", "inputs", "parameters", "state",
+         "constants", "nodes", "outputs", "loss", "training")
 PAUSE_AT = "GRAPHDEF_PAUSE_AT"  # test hook, see _write_point
 _write_points = 0
 
@@ -159,7 +159,7 @@ def save(model, directory, training: dict | None = None, name: str = "model.yaml
     directory = folder(directory)
     path = directory / name
     check_target(path)
-    blob = npz_bytes(model.parameters)
+    blob = npz_bytes(model.variables)
     digest = sha256(blob)
     weights = weights or weights_name(name, digest)
     check_target(directory / weights)
@@ -202,9 +202,10 @@ def stored_document(model, weights: dict, training: dict | None = None, director
     weights file `weights` ({file, sha256})."""
     doc = document(model, training, directory)
     doc["weights"] = weights
-    declared = model.doc.get("parameters") or {}  # calls' parameters (h1/W) are written out too
-    doc["parameters"] = {name: _stored(name, declared.get(name, {}), value)
-                         for name, value in model.parameters.items()}
+    for section, values in (("parameters", model.parameters), ("state", model.state)):
+        declared = model.doc.get(section) or {}  # calls' parameters (h1/W) are written out too
+        if values:
+            doc[section] = {name: _stored(name, declared.get(name, {}), value) for name, value in values.items()}
     return doc
 
 
@@ -249,7 +250,7 @@ def dump(doc: dict, note: str) -> bytes:
 def _one_per_line(doc: dict) -> dict:
     """The document (or function body) with each input, parameter, constant and node on one line."""
     doc = dict(doc)
-    for section in ("inputs", "parameters", "constants", "nodes"):
+    for section in ("inputs", "parameters", "state", "constants", "nodes"):
         if isinstance(doc.get(section), dict):
             doc[section] = {name: _Flow(spec) if isinstance(spec, dict) else spec
                             for name, spec in doc[section].items()}

@@ -20,7 +20,7 @@ FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser 
 C_SAFE_DEPTH = 1000  # libyaml's composer recurses in C: deeper documents go to the pure-Python one, which stops cleanly
 STR_TAG = "tag:yaml.org,2002:str"
 PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
-VERTEX_SECTIONS = ("inputs", "parameters", "constants", "nodes")
+VERTEX_SECTIONS = ("inputs", "parameters", "state", "constants", "nodes")
 MAX_RANK = 32  # dimensions of any value (numpy stops at 64; no model needs more than a handful)
 
 

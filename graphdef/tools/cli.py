@@ -269,7 +269,8 @@ def cmd_show(args, out, err):
     s = summary(_load(args, args.model))
     _table(VERTEX_COLUMNS, s.rows, out)
     print(f"{s.name}: {s.vertices} vertices, {s.steps} steps, "
-          f"{s.parameter_values:,} parameter values in {s.parameters} arrays", file=out)
+          f"{s.parameter_values:,} parameter values in {s.parameters} arrays"
+          + (f", {s.state} state arrays (running statistics, not trained by gradients)" if s.state else ""), file=out)
 
 
 def cmd_run(args, out, err):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..engine.lift import StepError, batched_vertices, lift_of
+from ..engine.lift import PER_SAMPLE, StepError, batched_vertices, lift_of
 from ..errors import GraphDefError, Problem
 from ..format.source import LIMITS, Limits
 from ..ops import OPS
@@ -53,6 +53,11 @@ class _Exporter:
         self.model, self.opset = model, opset
         self.elem = self.onnx.TensorProto.FLOAT if model.dtype == np.float32 else self.onnx.TensorProto.DOUBLE
         self.nodes, self.initializers, self.count = [], [], 0
+
+    def elem_of(self, vertex: str):
+        """The ONNX element type of a vertex's values."""
+        dtype = self.model.graph.vertices[vertex].dtype
+        return {"int64": self.onnx.TensorProto.INT64, "bool": self.onnx.TensorProto.BOOL}.get(dtype, self.elem)
 
     def tensor(self, name: str, value) -> str:
         self.initializers.append(self.numpy_helper.from_array(np.asarray(value), name))
@@ -110,8 +115,8 @@ def export(model, path=None, opset: int = DEFAULT_OPSET, with_loss: bool = False
     needed = model.ancestors(names)
     steps = [s for s in model.steps if s.name in needed]
     _check_exportable(model, opset, steps)
-    values = {k: np.asarray(v, dtype=model.dtype) for k, v in {**model.constants, **model.parameters}.items()
-              if k in needed}
+    values = {k: np.asarray(v, dtype=model.graph.vertices[k].dtype)
+              for k, v in {**model.constants, **model.state, **model.parameters}.items() if k in needed}
     _check_values(model, values)
     e = _Exporter(model, opset)
     for name, value in values.items():
@@ -134,9 +139,10 @@ def export(model, path=None, opset: int = DEFAULT_OPSET, with_loss: bool = False
 def _model_proto(e, model, names: list, needed: set):
     """The ModelProto of the emitted nodes: the inputs `needed`, the outputs `names` (a symbolic batch)."""
     helper = e.helper
-    inputs = [helper.make_tensor_value_info(n, e.elem, _input_shape(n, s, n in model.batchable))
+    inputs = [helper.make_tensor_value_info(n, e.elem_of(n), _input_shape(n, s, n in model.batchable))
               for n, s in model.inputs.items() if n in needed]
-    outputs = [helper.make_tensor_value_info(n, e.elem, shape) for n, shape in _output_shapes(model, names).items()]
+    outputs = [helper.make_tensor_value_info(n, e.elem_of(n), shape)
+               for n, shape in _output_shapes(model, names).items()]
     graph = helper.make_graph(e.nodes, model.name, inputs, outputs, e.initializers, doc_string=model.description)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", e.opset)], producer_name="graphdef",
                               doc_string=model.description)
@@ -157,7 +163,7 @@ def _check_exportable(model, opset: int, steps) -> None:
 
 def _check_values(model, values: dict) -> None:
     """Refuse NaN (a diverged model: import would refuse it too) and more than one ONNX file can hold."""
-    nan = [k for k, v in values.items() if np.isnan(v).any()]
+    nan = [k for k, v in values.items() if v.dtype.kind == "f" and np.isnan(v).any()]
     if nan:
         raise GraphDefError([model.problem(k, f"'{k}' contains NaN: there is no model to export",
                                            "export a checkpoint saved before training diverged") for k in nan])
@@ -174,7 +180,11 @@ def _emit_steps(e, model, steps) -> None:
         doc = (model.doc.get("nodes") or {}).get(step.name, {}).get("description", "")
         ranks = [len(model.graph.vertices[a].shape or ()) + (a in batched) for a in step.inputs]
         try:
-            e.step(step, lift_of(model.graph, step, batched), ranks)
+            lift = lift_of(model.graph, step, batched)
+            if lift is PER_SAMPLE:
+                raise StepError(step, ValueError(f"op '{step.op.name}' runs once per sample on this batch "
+                                                 "(its batching rule does not cover it), which ONNX cannot express"))
+            e.step(step, lift, ranks)
         except StepError as err:
             raise GraphDefError(model.problem(step.name, f"node '{step.name}' cannot be exported: {err}")) from None
         e.nodes[-1].doc_string = doc
@@ -185,7 +195,8 @@ def _output_shapes(model, names) -> dict:
     needed = model.ancestors(names)
 
     def run(batch):
-        feeds = {n: np.full(([batch] if n in model.batchable else []) + [d or batch for d in s or []], 0.5)
+        feeds = {n: np.full(([batch] if n in model.batchable else []) + [d or batch for d in s or []],
+                            0.5 if n not in model.input_dtypes else 0, model.input_dtypes.get(n, model.dtype))
                  for n, s in model.inputs.items() if n in needed}
         values = model.forward(feeds, outputs=names)
         return {n: np.shape(values[n]) for n in names}

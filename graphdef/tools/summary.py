@@ -20,7 +20,7 @@ class Summary:
     """A model's size, and its vertex table (`rows`, one per vertex in graph order, as vertex_table)."""
 
     name: str
-    vertices: int  # every kind: inputs, parameters, constants, literals, nodes
+    vertices: int  # every kind: inputs, parameters, state, constants, literals, nodes
     steps: int  # forward steps (one per node)
     nodes: int
     inputs: int
@@ -28,6 +28,7 @@ class Summary:
     constants: int
     literals: int
     parameter_values: int  # the numbers in all parameter arrays
+    state: int  # state arrays (running statistics): saved with the parameters, not trained by gradients
     rows: tuple[tuple[str, str, str, str, str], ...]
 
 
@@ -55,7 +56,8 @@ def summary(model) -> Summary:
     return Summary(name=model.name, vertices=len(model.graph), steps=len(model.steps),
                    nodes=kinds.count("node"), inputs=kinds.count("input"), parameters=kinds.count("parameter"),
                    constants=kinds.count("constant"), literals=kinds.count("literal"),
-                   parameter_values=int(sum(p.size for p in model.parameters.values())), rows=vertex_table(model))
+                   parameter_values=int(sum(p.size for p in model.parameters.values())), state=kinds.count("state"),
+                   rows=vertex_table(model))
 
 
 def step_table(model, of: str | None = None, wrt=None) -> StepTable:

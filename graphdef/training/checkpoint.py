@@ -1,7 +1,7 @@
 """Checkpoints: one self-contained .npz per save (arrays plus a JSON `meta`), written atomically.
 
 A checkpoint holds everything a resumed run needs to continue bit for bit: the model's
-self-contained document, the parameters (param/NAME), the optimizer state (opt/...), the
+self-contained document, the parameters and state (param/NAME), the optimizer state (opt/...), the
 best weights so far (best/NAME), and where the run stood. It is named after the epoch
 the user saw: epoch-0003.npz once epoch 3 is done, epoch-0004-batch-00005.npz when the
 run stopped in epoch 4 after its 5th batch.
@@ -60,10 +60,12 @@ def document(model, training: dict) -> dict:
     the values the checkpoint's param/ arrays hold (so it never names a weights file)."""
     doc = serialize.document(model, training)
     doc.pop("weights", None)
-    declared = model.doc.get("parameters") or {}
-    doc["parameters"] = {name: {"shape": list(value.shape), "init": "zeros",
-                                **{k: v for k, v in declared.get(name, {}).items() if k == "description"}}
-                         for name, value in model.parameters.items()}
+    for section, values in (("parameters", model.parameters), ("state", model.state)):
+        declared = model.doc.get(section) or {}
+        if values:
+            doc[section] = {name: {"shape": list(value.shape), "init": "zeros",
+                                   **{k: v for k, v in declared.get(name, {}).items() if k == "description"}}
+                            for name, value in values.items()}
     return doc
 
 
@@ -115,7 +117,7 @@ def load_model(path, *, seed: int | None = None, dtype: str | None = None, limit
     problems = _state_problems(model, arrays)
     if problems:
         raise GraphDefError([_problem(path, p) for p in problems[:5]])
-    for name, value in model.parameters.items():
+    for name, value in model.variables.items():
         value[...] = arrays[f"param/{name}"]
     model.untrained = []
     return model
@@ -217,7 +219,7 @@ def _meta(path: Path, raw) -> dict:
 def _state_problems(model, arrays: dict) -> list[str]:
     """What is wrong with the arrays for this model: each parameter, its optimizer slots and best
     value of the parameter's shape, floats and finite; the optimizer's step a count; nothing else."""
-    params, problems = model.parameters, []
+    params, problems = model.variables, []
     problems += [f"no array param/{n}" for n in params if f"param/{n}" not in arrays]
     best = [k for k in arrays if k.startswith("best/")]
     problems += [f"no array best/{n}" for n in params if best and f"best/{n}" not in arrays]

@@ -212,7 +212,7 @@ class _Run:
         self.history.extend(meta["history"])
 
     def _save_checkpoint(self) -> None:
-        arrays = {f"param/{k}": v for k, v in self.model.parameters.items()}
+        arrays = {f"param/{k}": v for k, v in self.model.variables.items()}
         arrays |= {f"opt/{k}": v for k, v in self.optimizer.state.items()}
         arrays |= {f"best/{k}": v for k, v in (self.best_params or {}).items()}
         doc = checkpoint.document(self.model, self._training_block(absolute=True))
@@ -267,6 +267,7 @@ class _Run:
     def _step(self, rows: np.ndarray, lr: float) -> None:
         model, loss = self.model, self.config.loss
         batch = {n: a[rows] for n, a in self.feeds.items()}
+        model.reseed([self.config.seed, self.epoch, self.batch])  # dropout's draws: the same again on resume
         kept = () if self.check_numerics else (*self.config.predictions, *self.terms)  # (): every value
         values, grads = model.train_step(batch, loss, self.params, outputs=kept)  # gradients of the mean loss
         value = values[loss]
@@ -316,7 +317,7 @@ class _Run:
         sign = 1 if metrics.lower_is_better(self.monitor) else -1
         if best is None or sign * (best - value) > delta:
             self.best = {"value": value, "epoch": row["epoch"], "wait": 0}
-            self.best_params = {k: v.copy() for k, v in self.model.parameters.items()}
+            self.best_params = {k: v.copy() for k, v in self.model.variables.items()}
         else:
             self.best["wait"] += 1
 
@@ -329,8 +330,9 @@ class _Run:
         stopping = self.config.early_stopping or {}
         restored = status != "interrupted" and self.best_params and stopping.get("restore_best", True)
         if restored:
+            variables = self.model.variables
             for k, v in self.best_params.items():
-                self.model.parameters[k][...] = v
+                variables[k][...] = v
         path = serialize.save(self.model, self.run_dir, self._training_block(absolute=False))
         self.history.status, self.history.best_epoch = status, self.best["epoch"]
         if self.history and plot.available():
