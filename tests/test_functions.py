@@ -109,7 +109,8 @@ outputs: [a]
     ("{op: dense, inputs: [x, x], in: 3, out: 2}", "function 'dense' takes 1 inputs (x), got 2"),
     ("{op: dense, inputs: [x], in: 3, out: 2, activation: rleu}", "unknown op 'rleu' [in function 'dense', called as 'h'"),
     ("{op: dense, inputs: [x], in: 3, out: 2, init: gloria}", "unknown initializer 'gloria'"),
-    ("{op: mlp, inputs: [x], sizes: [3]}", "sizes needs at least two entries"),
+    ("{op: mlp, inputs: [x], sizes: [3]}", "m.yaml:6:29: nodes.h.sizes: attribute 'sizes' of function 'mlp' must "
+         "satisfy len(sizes) >= 2"),
     ("{op: dense, inputs: [x], in: 3, out: 2, parameters: {V: x}}", "function 'dense' has no parameter 'V'"),
 ])
 def test_call_errors(call, expected):

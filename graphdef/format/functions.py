@@ -16,10 +16,10 @@ import reprlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from . import schema
 from ..errors import GraphDefError, Problem, did_you_mean
+from .expressions import ExpressionError, evaluate, substitute
 from .initializers import ALIASES, INITIALIZERS
 from ..ops import OPS
 from ..ops.registry import REQUIRED, Attr, bind_attrs
@@ -28,6 +28,8 @@ from .source import BROKEN, LIMITS, Limits, Source, parse, read_file
 ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "ints": list[int],
                    "floats": list[float], "any": None}
 CALL_KEYS = ("op", "inputs", "description", "parameters")
+REPEAT_KEYS = ("op", "inputs", "description", "parameters", "function", "times", "over", "shared")
+REPEAT = object()  # marks a `repeat` node, which the expander unrolls
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,10 @@ class Function:
     name: str
     attributes: dict  # name -> Attr, the same records ops declare theirs with
     inputs: tuple  # the names of its inputs, in call order
-    body: Callable  # attributes -> {inputs, parameters, constants, nodes, outputs}
-    doc: str = ""
-    source: Source | None = None  # where it is written (None: built in Python)
-    path: tuple = ()  # its place in that source
+    body: dict  # {inputs, parameters, state, constants, nodes, outputs}, attribute names standing for values
+    doc: str
+    source: Source  # where it is written
+    path: tuple  # its place in that source
 
     def signature(self) -> str:
         attrs = [f"{a.name}: {a.type_name()}" + ("" if a.default is REQUIRED else f" = {a.default!r}")
@@ -47,39 +49,20 @@ class Function:
 
 
 def declared_attributes(spec: dict) -> dict:
-    """A function's `attributes:` section ({name: {type, default?}}) as Attr records."""
-    return {name: Attr(name, ATTRIBUTE_TYPES[d["type"]], d.get("default", REQUIRED)) for name, d in spec.items()}
-
-
-def _mlp(attrs):
-    """A stack of dense layers from a list of sizes: [64, 128, 10] is 64 -> 128 -> 10."""
-    sizes, nodes, previous = attrs["sizes"], {}, "x"
-    if len(sizes) < 2:
-        raise ValueError("sizes needs at least two entries: inputs and outputs")
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]), start=1):
-        last = i == len(sizes) - 1
-        nodes[f"layer{i}"] = {"op": "dense", "inputs": [previous], "in": n_in, "out": n_out,
-                              "activation": attrs["output_activation"] if last else attrs["activation"],
-                              "init": attrs["init"]}
-        previous = f"layer{i}"
-    return {"inputs": ["x"], "nodes": nodes, "outputs": [previous]}
-
-
-PYTHON_FUNCTIONS = {
-    "mlp": Function("mlp", declared_attributes({"sizes": {"type": "ints"},
-                                                "activation": {"type": "string", "default": "relu"},
-                                                "output_activation": {"type": "string", "default": "none"},
-                                                "init": {"type": "string", "default": "glorot_uniform"}}),
-                    ("x",), _mlp, doc="a stack of dense layers from a list of sizes (activation between, output_activation last)"),
-}
+    """A function's `attributes:` section ({name: {type, default?, check?, description?}}) as Attr records."""
+    return {name: Attr(name, ATTRIBUTE_TYPES[d["type"]], d.get("default", REQUIRED), d.get("check"),
+                       d.get("description", "")) for name, d in spec.items()}
 
 
 @functools.cache
 def standard_library() -> dict:
-    """The functions every model may call: graphdef/stdlib.yaml and the ones built in Python."""
+    """The functions every model may call: graphdef/format/stdlib.yaml."""
     path = resources.files("graphdef.format") / "stdlib.yaml"
-    found = _defined(parse(path.read_text(encoding="utf-8"), str(path)), {}, [])
-    return {**found, **PYTHON_FUNCTIONS}
+    problems = []
+    found = _defined(parse(path.read_text(encoding="utf-8"), str(path)), {}, problems)
+    if problems:
+        raise GraphDefError(problems)
+    return found
 
 
 def expand(source: Source, limits: Limits = LIMITS, allow_outside: bool = False) -> tuple[Source, list]:
@@ -90,7 +73,8 @@ def expand(source: Source, limits: Limits = LIMITS, allow_outside: bool = False)
     doc = source.data
     base = Path(source.file).resolve().parent if source.file else Path.cwd().resolve()
     functions = {**standard_library(), **_included(source, _Reader(base, allow_outside, limits))}
-    if not any(spec is not BROKEN and spec["op"] in functions for spec in (doc.get("nodes") or {}).values()):
+    if not any(spec is not BROKEN and (spec["op"] in functions or spec["op"] == "repeat")
+               for spec in (doc.get("nodes") or {}).values()):
         return source, []
     _check_size(source, functions, limits)
     expander = _Expander(source, functions, limits)
@@ -106,7 +90,7 @@ def _check_size(source: Source, functions: dict, limits: Limits) -> None:
     def size(fn: Function) -> int:
         if fn.name not in sizes:
             sizes[fn.name] = 1  # while it is counted: a recursive call is reported by the expansion
-            body = fn.body(None) if fn.source is not None else {}  # a Python function's body needs attributes
+            body = fn.body
             sizes[fn.name] = len(body.get("constants") or {}) + sum(
                 size(functions[node["op"]]) if node.get("op") in functions else 1
                 for node in (body.get("nodes") or {}).values())
@@ -211,8 +195,7 @@ def _defined(source: Source, known: dict, problems: list) -> dict:
                                            f"attribute names also name values inside the function: {sorted(clash)}",
                                            "rename them"))
         found[name] = Function(name, declared_attributes(spec.get("attributes") or {}), tuple(spec.get("inputs") or ()),
-                               lambda attrs, spec=spec: spec,
-                               spec.get("description", ""), source, ("functions", name))
+                               spec, spec.get("description", ""), source, ("functions", name))
     return found
 
 
@@ -222,7 +205,7 @@ def _inner_names(spec: dict) -> set:
 
 
 def _where(fn: Function) -> str:
-    return fn.source.where(fn.path) if fn.source else "graphdef/functions.py"
+    return fn.source.where(fn.path)
 
 
 # -- expanding calls -------------------------------------------------------------------
@@ -242,7 +225,7 @@ class _Expander:
 
     def run(self) -> Source:
         for name, spec in (self.source.data.get("nodes") or {}).items():
-            fn = None if spec is BROKEN else self.functions.get(spec["op"])
+            fn = None if spec is BROKEN else self.functions.get(spec["op"], REPEAT if spec["op"] == "repeat" else None)
             if fn is None:
                 self.add(self.nodes, name, spec)
                 continue
@@ -276,8 +259,13 @@ class _Expander:
     def _describe(self, chain: tuple) -> str:
         return str(_Chain(chain))
 
-    def call(self, fn: Function, spec: dict, target: str, prefix: str, site: tuple, chain: tuple):
-        """Expand one call: `target` names its first output, `prefix` its internals."""
+    def call(self, fn: Function, spec: dict, target: str, prefix: str, site: tuple, chain: tuple,
+             scope: dict | None = None) -> list | None:
+        """Expand one call: `target` names its first output, `prefix` its internals. Returns the names
+        of its outputs (None when it could not be expanded). `scope`: the attributes of the function
+        the call is written in, which a repeat's expressions may read."""
+        if fn is REPEAT:
+            return self.repeat(spec, target, prefix, site, chain, scope or {})
         if any(fn.name == f for f, _, _ in chain):
             cycle = " -> ".join([f for f, _, _ in chain] + [fn.name])
             return self.error(site, f"recursive function call: {cycle}", "a function cannot call itself", chain)
@@ -287,10 +275,7 @@ class _Expander:
         attrs = self._bind(fn, spec, site, chain)
         if attrs is None:
             return
-        try:
-            body = fn.body(attrs)
-        except (ValueError, TypeError) as e:
-            return self.error(site, f"function '{fn.name}': {e}", chain=chain)
+        body = fn.body
         chain = chain + ((fn.name, prefix, site),)
         inputs = body.get("inputs") or []
         if len(spec["inputs"]) != len(inputs):
@@ -301,21 +286,96 @@ class _Expander:
         env |= self._parameters(fn, body, attrs, spec.get("parameters") or {}, prefix, site, chain)
         env |= self._parameters(fn, body, attrs, {}, prefix, site, chain, "state")
         for name, value in (body.get("constants") or {}).items():
+            value = {**value, "value": substitute(value["value"], attrs)} if isinstance(value, dict) \
+                else substitute(value, attrs)
             env[name] = self._place(self.constants, f"{prefix}/{name}", value, fn, ("constants", name), "constants")
         outputs = body["outputs"]
         env |= {n: target if n == outputs[0] else f"{prefix}/{n}" for n in body.get("nodes") or {}}
         for name, node in (body.get("nodes") or {}).items():
             self._node(fn, name, node, env, attrs, prefix, chain)
-        for i, out in enumerate(outputs):
-            made = target if i == 0 else f"{prefix}/{out}"
-            if out not in (body.get("nodes") or {}) or (i > 0 and env[out] != made):
-                self.add(self.nodes, made, {"op": "identity", "inputs": [env.get(out, out)]})
-                self._belongs(made, prefix, chain)
+        made = [target if i == 0 else f"{prefix}/{out}" for i, out in enumerate(outputs)]
+        for i, (out, name) in enumerate(zip(outputs, made)):
+            if out not in (body.get("nodes") or {}) or (i > 0 and env[out] != name):
+                source = env.get(out) or self._further(fn, out, attrs, prefix, env) or out
+                self.add(self.nodes, name, {"op": "identity", "inputs": [source]})
+                self._belongs(name, prefix, chain)
+        return made
+
+    def repeat(self, spec: dict, target: str, prefix: str, site: tuple, chain: tuple, scope: dict) -> list | None:
+        """A `repeat` node: its function called `times` times, the outputs of a step feeding the next.
+
+        Step i (from 1) is the call PREFIX{i}; the last one's outputs are the node's own (NODE,
+        NODE/NAME). `inputs` are the carried values, `over` sequences whose item i (along axis 0)
+        step i also gets; the other keys are the function's attributes, expressions of `step`
+        (from 0) and `times` allowed; `shared: true` gives every step the first step's parameters.
+        """
+        fn = self.functions.get(spec.get("function"))
+        if fn is None:
+            return self.error((site[0], site[1] + ("function",)),
+                              f"repeat: unknown function {spec.get('function')!r}",
+                              did_you_mean(str(spec.get("function")), self.functions) or "name a function to repeat",
+                              chain)
+        try:
+            times = evaluate(str(spec.get("times")), scope) if isinstance(spec.get("times"), str) else spec.get("times")
+        except ExpressionError as e:
+            return self.error((site[0], site[1] + ("times",)), f"repeat: {e}", chain=chain)
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            return self.error((site[0], site[1] + ("times",)), f"repeat needs times: a count of at least 1, "
+                              f"got {times!r}", "write times: 3, or an expression such as len(sizes) - 1", chain)
+        carried, over = list(spec["inputs"]), list(spec.get("over") or [])
+        given = {k: v for k, v in spec.items() if k not in REPEAT_KEYS}
+        first = f"{prefix}1"
+        for step in range(times):
+            here = {**scope, "step": step, "times": times}
+            try:
+                attrs = {k: substitute(v, here) for k, v in given.items()}
+            except ExpressionError as e:
+                return self.error(site, f"repeat, step {step}: {e}", chain=chain)
+            items = [self._item(sequence, step, f"{prefix}{step + 1}/over{j}", chain)
+                     for j, sequence in enumerate(over)]
+            shared = {p[len(first) + 1:]: p for p in self.parameters if p.startswith(first + "/")
+                      and "/" not in p[len(first) + 1:]} if spec.get("shared") and step else {}
+            last = step == times - 1
+            made = self.call(fn, {"op": fn.name, "inputs": carried + items, **attrs, "parameters": shared},
+                             target if last else f"{prefix}{step + 1}", f"{prefix}{step + 1}", site, chain)
+            if made is None:
+                return None
+            if len(made) < len(carried):
+                return self.error(site, f"repeat: function '{fn.name}' has {len(made)} outputs, fewer than the "
+                                  f"{len(carried)} values it carries", "carry as many inputs as the function "
+                                  "returns first", chain)
+            carried = made[:len(carried)]
+        for name in made[1:]:  # NODE/NAME for the further outputs, as for any call
+            alias = f"{prefix}/{name.rsplit('/', 1)[-1]}"
+            self.add(self.nodes, alias, {"op": "identity", "inputs": [name]})
+            self._belongs(alias, prefix, chain)
+        return [target, *(f"{prefix}/{n.rsplit('/', 1)[-1]}" for n in made[1:])]
+
+    def _further(self, fn: Function, ref: str, attrs: dict, prefix: str, env: dict) -> str | None:
+        """The vertex of `ref` = NODE/OUTPUT, a further output of a node of fn's body (None: not one):
+        CALL/NAME for a call (or repeat), NODE/i for an op with several outputs."""
+        head, _, output = ref.rpartition("/")
+        node = (fn.body.get("nodes") or {}).get(head)
+        if node is None:
+            return None
+        op = substitute(node.get("op"), attrs)
+        return f"{prefix}/{head}/{output}" if op in self.functions or op == "repeat" else f"{env[head]}/{output}"
+
+    def _item(self, sequence: str, step: int, name: str, chain: tuple) -> str:
+        """Item `step` of a sequence (along its first per-sample axis), for one step of a repeat."""
+        self.add(self.nodes, name, {"op": "select", "inputs": [sequence], "axis": 0, "index": step})
+        self._belongs(name, name.rsplit("/", 1)[0], chain)
+        return name
 
     def _bind(self, fn: Function, spec: dict, site: tuple, chain: tuple) -> dict | None:
         source, path = site
         given = {k: v for k, v in spec.items() if k not in CALL_KEYS}
         attrs, problems = bind_attrs(f"function '{fn.name}'", fn.attributes, given, fn.signature())
+        for attr in fn.attributes.values():
+            if attr.check and not problems and not _holds(attr.check, attrs):
+                problems.append((attr.name if attr.name in given else None,
+                                 f"attribute '{attr.name}' of function '{fn.name}' must satisfy {attr.check}",
+                                 attr.description or f"usage: {fn.signature()}"))
         for key, message, hint in problems:
             self.error((source, path + ((key,) if key else ())), message, hint, chain)
         return None if problems else attrs
@@ -335,7 +395,7 @@ class _Expander:
                                f"shared parameter '{shared[name]}' is not a parameter of the model",
                                did_you_mean(shared[name], self.parameters), chain[:-1])
                 continue
-            spec = {k: _substitute(v, attrs) for k, v in spec.items()}
+            spec = {k: substitute(v, attrs) for k, v in spec.items()}
             bad = [d for d in spec.get("shape", []) if not isinstance(d, int) or isinstance(d, bool) or d < 0]
             init = spec.get("init")
             init = init.get("type") if isinstance(init, dict) else init
@@ -360,21 +420,24 @@ class _Expander:
             if key == "inputs":
                 new[key] = []
                 for i, ref in enumerate(value):
+                    if isinstance(ref, str) and ref not in env and self._further(fn, ref, attrs, prefix, env):
+                        env[ref] = self._further(fn, ref, attrs, prefix, env)
                     if isinstance(ref, str) and ref not in env and ref not in attrs:
                         self.error((place[0], place[1] + ("inputs", i)), f"undefined reference '{ref}' in function "
                                    f"'{fn.name}'", did_you_mean(ref, list(env) + list(attrs)), chain)
                     new[key].append(env.get(ref, attrs.get(ref, ref)) if isinstance(ref, str) else ref)
             elif key != "parameters":
-                new[key] = _substitute(value, attrs)
+                new[key] = substitute(value, attrs)
         if not self._substituted(fn, node, new, place, chain):
             return
         new["op"] = "identity" if new["op"] == "none" else new["op"]
         if "parameters" in node:
             new["parameters"] = {k: env.get(v, v) for k, v in node["parameters"].items()}
         target = env[name]
-        inner = self.functions.get(new["op"])
+        inner = self.functions.get(new["op"], REPEAT if new["op"] == "repeat" else None)
         if inner is not None:
-            return self.call(inner, new, target=target, prefix=f"{prefix}/{name}", site=place, chain=chain)
+            return self.call(inner, new, target=target, prefix=f"{prefix}/{name}", site=place, chain=chain,
+                             scope=attrs)
         self.add(self.nodes, target, new)
         self._copy_positions(fn, ("nodes", name), ("nodes", target))
         self._belongs(target, prefix, chain)
@@ -388,7 +451,7 @@ class _Expander:
 
     def _origin(self, fn: Function, inner: tuple) -> tuple:
         """(source, path) where a function wrote something; a Python-built function points at nothing."""
-        return (fn.source, fn.path + inner) if fn.source else (Source(None, "graphdef/functions.py"), inner)
+        return fn.source, fn.path + inner
 
     def _substituted(self, fn: Function, node: dict, new: dict, place: tuple, chain: tuple) -> bool:
         """After attributes are substituted, the op is still a name and every input a name or numbers."""
@@ -405,8 +468,6 @@ class _Expander:
 
     def _copy_positions(self, fn: Function, inner: tuple, outer: tuple):
         """Where the function wrote `inner` (a vertex of its body), recorded for its copy `outer`."""
-        if fn.source is None:
-            return
         for rest, position in self._written(fn).get(inner, ()):
             self.positions[outer + rest] = position
 
@@ -443,13 +504,12 @@ class _Chain:
                          for fn, prefix, site in reversed(self.calls))
 
 
-def _substitute(value, attrs: dict):
-    """Attribute names inside a function body stand for the call's attribute values."""
-    if isinstance(value, str) and value in attrs:
-        return attrs[value]
-    if isinstance(value, list):
-        return [_substitute(v, attrs) for v in value]
-    return value
+def _holds(check: str, attrs: dict) -> bool:
+    """Whether an attribute's check is true for these attributes (a check that cannot be computed is not)."""
+    try:
+        return bool(evaluate(check, attrs))
+    except ExpressionError:
+        return False
 
 
 def _shown(value) -> str:

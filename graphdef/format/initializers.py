@@ -1,7 +1,8 @@
 """Parameter initializers, seeded through a numpy Generator.
 
-Fans follow the x @ W convention: a weight of shape [fan_in, fan_out]
-(for other ranks, fan_out is the last dimension and fan_in the product of the rest).
+Fans follow the x @ W convention for a matrix, [fan_in, fan_out], and PyTorch's and ONNX's
+kernel layout for higher ranks, [out, in, *kernel]: fan_in = in × kernel size, fan_out =
+out × kernel size (a vector's fans are its size).
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ CHUNK = 2**18  # values drawn at a time: a parameter costs its own memory, not t
 
 
 def _fans(shape) -> tuple[int, int]:
-    if not shape:
-        return 1, 1
-    return (math.prod(shape[:-1]) if len(shape) > 1 else shape[0]) or 1, shape[-1] or 1
+    if len(shape) <= 2:
+        return (shape[0] if shape else 1) or 1, (shape[-1] if shape else 1) or 1
+    kernel = math.prod(shape[2:])
+    return shape[1] * kernel or 1, shape[0] * kernel or 1
 
 
 def _glorot_limit(shape) -> float:
@@ -35,6 +37,23 @@ def _fill(value: float):
     return lambda rng, n: np.full(n, value)
 
 
+def _orthogonal(shape):
+    """A (semi-)orthogonal matrix of shape [shape[0], rest] (Saxe et al.), served in the order initialize asks:
+    the QR decomposition of a Gaussian draw, signs fixed so the result is uniformly distributed."""
+    served = {"values": None, "at": 0}
+
+    def draw(rng, n):
+        if served["values"] is None:
+            rows, cols = shape[0] if shape else 1, math.prod(shape[1:])
+            q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
+            q *= np.sign(np.diag(r))
+            served["values"] = (q if rows >= cols else q.T).reshape(-1)
+        start = served["at"]
+        served["at"] += n
+        return served["values"][start:start + n]
+    return draw
+
+
 # name -> (shape, settings) -> draw(rng, n): n values in float64, continuing the generator's stream
 INITIALIZERS = {
     "zeros": lambda shape: _fill(0.0),
@@ -46,6 +65,7 @@ INITIALIZERS = {
     "glorot_normal": lambda shape: _normal(0.0, _glorot_limit(shape) / math.sqrt(3)),
     "he_uniform": lambda shape: lambda rng, n: rng.uniform(-1, 1, n) * math.sqrt(6 / _fans(shape)[0]),
     "he_normal": lambda shape: _normal(0.0, math.sqrt(2 / _fans(shape)[0])),
+    "orthogonal": _orthogonal,
 }
 ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
            "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal"}

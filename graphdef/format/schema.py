@@ -72,15 +72,16 @@ def located(source: Source, root: str | None = None) -> list[tuple[tuple, Proble
     found = []
     data = _lighten(data, (), source, found)
     if isinstance(data.get("functions"), dict):
-        data["functions"] = {name: _lighten(spec, ("functions", name), source, found)
+        data["functions"] = {name: _lighten(spec, ("functions", name), source, found, expressions=True)
                              for name, spec in data["functions"].items()}
     found += [pair for e in _validator(root).iter_errors(data) for pair in _explain(e, source)]
     return sorted(found, key=lambda pair: (pair[1].line or 0, pair[1].column or 0))
 
 
-def _lighten(part, path: tuple, source: Source, found: list):
+def _lighten(part, path: tuple, source: Source, found: list, expressions: bool = False):
     """A copy of a model or function without what is checked faster here: plain nodes, and literals
-    (a million numbers would take jsonschema a minute, trying each against the `literal` anyOf)."""
+    (a million numbers would take jsonschema a minute, trying each against the `literal` anyOf).
+    A function's constants may also be attribute expressions (strings, left to the schema)."""
     if not isinstance(part, dict):
         return part
     part = dict(part)
@@ -88,6 +89,7 @@ def _lighten(part, path: tuple, source: Source, found: list):
         part["nodes"] = {k: v for k, v in part["nodes"].items() if not plain_node(k, v)}
     if isinstance(part.get("constants"), dict):
         part["constants"] = {k: _valueless(v, path + ("constants", k), source, found) if isinstance(v, dict)
+                             else v if expressions and isinstance(v, str)
                              else _literal(v, path + ("constants", k), source, found)
                              for k, v in part["constants"].items()}
     for section in ("parameters", "state"):

@@ -81,6 +81,8 @@ class Attr:
     name: str
     type: object  # an annotation: int, float, bool, str, list[int], unions of these, or None for any
     default: object = REQUIRED
+    check: str | None = None  # functions: a condition on the call's attributes (an attribute expression)
+    description: str = ""
 
     def accepts(self, value) -> bool:
         return accepts(self.type, value)

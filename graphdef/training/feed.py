@@ -65,7 +65,8 @@ def feed(model, data: dict, mapping: dict | None, names) -> dict:
     for name in names:
         spec = mapping.get(name, name)
         try:
-            feeds[name] = _checked(model, name, _select(data, spec, model.inputs[name]))
+            integer = name in model.input_dtypes
+            feeds[name] = _checked(model, name, _select(data, spec, model.inputs[name], integer))
         except _DataError as e:
             problems.append(model.locate(MAPPING_PATH + (name,) if name in mapping else ("inputs", name),
                                          f"data for input '{name}': {e}", e.hint))
@@ -88,7 +89,7 @@ def sample_shape(shape):
     return shape[1:] if shape and shape[0] is None else shape
 
 
-def _select(data: dict, spec, shape) -> np.ndarray:
+def _select(data: dict, spec, shape, integer: bool = False) -> np.ndarray:
     spec = spec if isinstance(spec, dict) else {"from": spec}
     shape = sample_shape(shape)
     names = _columns(data, spec["from"])
@@ -99,8 +100,8 @@ def _select(data: dict, spec, shape) -> np.ndarray:
         raise _DataError("the data has no samples", "check the file: it holds a header or empty arrays only")
     x = arrays[0] if isinstance(spec["from"], str) else np.stack(arrays, axis=-1)
     one_hot = spec.get("one_hot", "auto")
-    if one_hot == "auto":
-        one_hot = shape is not None and len(shape) >= 1 and x.ndim == len(shape) and _is_labels(x)
+    if one_hot == "auto":  # labels for an input of floats one more axis wide; an integer input takes them as they are
+        one_hot = not integer and shape is not None and len(shape) >= 1 and x.ndim == len(shape) and _is_labels(x)
         one_hot = shape[-1] if one_hot else False
     if one_hot is not False:
         x = _one_hot(x, shape[-1] if one_hot is True and shape else one_hot)
@@ -140,6 +141,12 @@ def _checked(model, name: str, x: np.ndarray) -> np.ndarray:
     if shape is not None and (x.ndim != len(shape) + 1 or any(d not in (None, a) for a, d in zip(x.shape[1:], shape))):
         raise _DataError(f"samples have shape {list(x.shape[1:])}, the input expects {list(shape)}",
                          "map other columns to it, or fix the input's shape")
+    dtype = model.input_dtypes.get(name, model.dtype)
+    if dtype.kind != "f":
+        if not _is_labels(x) or dtype.kind == "b" and x.size and not np.isin(x, (0, 1)).all():
+            raise _DataError(f"the input holds {dtype.name} values, the data does not",
+                             "give whole numbers (class labels, token ids), or declare the input a float")
+        return x.astype(dtype)
     try:
         x = x.astype(model.dtype)
     except (ValueError, TypeError):
