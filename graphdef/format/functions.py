@@ -30,6 +30,7 @@ ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "int
 CALL_KEYS = ("op", "inputs", "description", "parameters")
 REPEAT_KEYS = ("op", "inputs", "description", "parameters", "function", "times", "over", "shared")
 REPEAT = object()  # marks a `repeat` node, which the expander unrolls
+REFERENCES = ("inputs", "over")  # keys of a node whose entries name values
 
 
 @dataclass(frozen=True)
@@ -417,13 +418,13 @@ class _Expander:
         place = self._origin(fn, ("nodes", name))
         new = {}
         for key, value in node.items():
-            if key == "inputs":
+            if key in REFERENCES and isinstance(value, list):
                 new[key] = []
                 for i, ref in enumerate(value):
                     if isinstance(ref, str) and ref not in env and self._further(fn, ref, attrs, prefix, env):
                         env[ref] = self._further(fn, ref, attrs, prefix, env)
                     if isinstance(ref, str) and ref not in env and ref not in attrs:
-                        self.error((place[0], place[1] + ("inputs", i)), f"undefined reference '{ref}' in function "
+                        self.error((place[0], place[1] + (key, i)), f"undefined reference '{ref}' in function "
                                    f"'{fn.name}'", did_you_mean(ref, list(env) + list(attrs)), chain)
                     new[key].append(env.get(ref, attrs.get(ref, ref)) if isinstance(ref, str) else ref)
             elif key != "parameters":

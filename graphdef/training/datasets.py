@@ -1,6 +1,7 @@
-"""Built-in data sets that need no download: each returns {"x": features [N, F], "y": class indices [N]}.
+"""Built-in data sets that need no download: each returns {"x": features [N, ...], "y": class indices [N]}.
 
-Generated ones are drawn from a fixed seed, so a name always means the same data.
+Generated ones are drawn from a fixed seed, so a name always means the same data. The
+sequence tasks give integer token ids (or bits), for embeddings, attention and recurrence.
 """
 from __future__ import annotations
 
@@ -45,4 +46,50 @@ def digits() -> dict:
     return {"x": table[:, :64] / 16.0, "y": table[:, 64].astype(np.int64)}
 
 
-BUILTIN = {"xor": xor, "moons": moons, "spirals": spirals, "digits": digits}
+def majority(n: int = 3000, length: int = 16, vocabulary: int = 8) -> dict:
+    """Sequences of token ids; the class is the token that occurs most (at least twice more than any other)."""
+    rng = np.random.default_rng(DATA_SEED)
+    y = rng.integers(vocabulary, size=n)
+    x = np.empty((n, length), dtype=np.int64)
+    for i, winner in enumerate(y):
+        count = rng.integers(4, 9)
+        others = [t for t in range(vocabulary) if t != winner]
+        rest = rng.choice(np.repeat(others, count - 2), size=length - count, replace=False)
+        x[i] = rng.permutation(np.r_[np.full(count, winner), rest])
+    return {"x": x, "y": y}
+
+
+def parity(n: int = 4000, length: int = 10) -> dict:
+    """Sequences of bits ([length, 1] floats, one per step); the class is 1 when the number of ones is odd."""
+    rng = np.random.default_rng(DATA_SEED)
+    bits = rng.integers(0, 2, size=(n, length))
+    return {"x": bits[:, :, None].astype(float), "y": bits.sum(axis=1) % 2}
+
+
+WORDS = {"positive": "good great fine happy love nice best superb enjoy glad".split(),
+         "negative": "bad awful poor sad hate nasty worst dull boring angry".split(),
+         "neutral": ("the a movie film plot actor it was is and of to this that with story scene music "
+                     "end start time very quite really so but just one".split())}
+VOCABULARY = ["<pad>"] + WORDS["positive"] + WORDS["negative"] + WORDS["neutral"]
+
+
+def sentiment(n: int = 2000, length: int = 12) -> dict:
+    """Short 'reviews' as token ids into VOCABULARY: more positive than negative words is class 1.
+
+    Each review has one to four words of its class's polarity, fewer of the other, and neutral
+    words around them, shuffled: a bag of words decides it, which embedding + mean pooling learns."""
+    rng = np.random.default_rng(DATA_SEED)
+    ids = {kind: np.array([VOCABULARY.index(w) for w in words]) for kind, words in WORDS.items()}
+    y = rng.integers(0, 2, size=n)
+    x = np.empty((n, length), dtype=np.int64)
+    for i, label in enumerate(y):
+        strong = rng.integers(1, 5)
+        weak = rng.integers(0, strong)
+        mine, theirs = (ids["positive"], ids["negative"]) if label else (ids["negative"], ids["positive"])
+        words = np.r_[rng.choice(mine, strong), rng.choice(theirs, weak), rng.choice(ids["neutral"], length - strong - weak)]
+        x[i] = rng.permutation(words)
+    return {"x": x, "y": y}
+
+
+BUILTIN = {"xor": xor, "moons": moons, "spirals": spirals, "digits": digits, "majority": majority, "parity": parity,
+           "sentiment": sentiment}
