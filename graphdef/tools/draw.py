@@ -23,6 +23,7 @@ MAX_NODES = 150
 STYLE = {
     "input": {"shape": "ellipse", "style": "filled", "fillcolor": "#cfe2ff"},
     "parameter": {"shape": "box", "style": "filled,rounded", "fillcolor": "#ffe8a3"},
+    "state": {"shape": "box", "style": "filled,rounded,dashed", "fillcolor": "#fff3cd"},
     "constant": {"shape": "box", "style": "filled", "fillcolor": "#e9ecef"},
     "literal": {"shape": "plaintext", "fontcolor": "#495057"},
     "node": {"shape": "ellipse"},

@@ -59,11 +59,11 @@ def majority(n: int = 3000, length: int = 16, vocabulary: int = 8) -> dict:
     return {"x": x, "y": y}
 
 
-def parity(n: int = 4000, length: int = 10) -> dict:
-    """Sequences of bits ([length, 1] floats, one per step); the class is 1 when the number of ones is odd."""
+def digit_sum(n: int = 4000, length: int = 8, base: int = 4) -> dict:
+    """Sequences of digits 0..base-1 (token ids); the class is their sum, 0..length·(base−1)."""
     rng = np.random.default_rng(DATA_SEED)
-    bits = rng.integers(0, 2, size=(n, length))
-    return {"x": bits[:, :, None].astype(float), "y": bits.sum(axis=1) % 2}
+    x = rng.integers(0, base, size=(n, length))
+    return {"x": x, "y": x.sum(axis=1)}
 
 
 WORDS = {"positive": "good great fine happy love nice best superb enjoy glad".split(),
@@ -91,5 +91,5 @@ def sentiment(n: int = 2000, length: int = 12) -> dict:
     return {"x": x, "y": y}
 
 
-BUILTIN = {"xor": xor, "moons": moons, "spirals": spirals, "digits": digits, "majority": majority, "parity": parity,
+BUILTIN = {"xor": xor, "moons": moons, "spirals": spirals, "digits": digits, "majority": majority, "digit_sum": digit_sum,
            "sentiment": sentiment}
