@@ -125,7 +125,9 @@ def model_feeds(model: graphdef.Model, rng, n: int | None = B, batched=None) -> 
     classes = rng.integers(max(len(scalar_targets), 2), size=n or 1)  # per sample: which y is hot (a lone y: 0 or 1)
     for name, shape in model.inputs.items():
         lead = (n,) if n is not None and name in batched else ()
-        if name in scalar_targets:
+        if name in model.input_dtypes:  # token ids, digits: 0 and 1 are in every vocabulary
+            feeds[name] = rng.integers(0, 2, size=lead + tuple(shape)).astype(model.input_dtypes[name])
+        elif name in scalar_targets:
             feeds[name] = (classes if lead else classes[0]) == scalar_targets.index(name)
             feeds[name] = np.asarray(feeds[name], dtype=float)
         elif name.startswith("y"):
@@ -152,7 +154,7 @@ def check_batch_equivalence(model: graphdef.Model, feeds: dict, batched, n: int 
     inputs and sum for everything shared (unbatched inputs and parameters). Returns the per-sample
     gradients."""
     batched = set(batched)
-    wrt = [*model.inputs, *model.parameters]
+    wrt = model.resolve(of)[1]  # the inputs holding floats, and the parameters
     values, grads = model.value_and_gradients(feeds, of=of, wrt=wrt)
     per = [model.value_and_gradients(sample_of(feeds, batched, i), of=of, wrt=wrt) for i in range(n)]
     reached = model.graph.reachable(batched)

@@ -15,9 +15,11 @@ gx = pytest.importorskip("graphdef.onnx")
 
 
 def random_feeds(model, batch=4, seed=0):
+    """Floats in [0.1, 1); integer inputs (token ids) 0 or 1, which every vocabulary has."""
     rng = np.random.default_rng(seed)
-    return {k: rng.uniform(0.1, 1.0, [batch] + [d or 3 for d in (s or [])]).astype(model.dtype)
-            for k, s in model.inputs.items()}
+    shape = lambda s: [batch] + [d or 3 for d in (s or [])]  # noqa: E731
+    return {k: rng.integers(0, 2, shape(s)).astype(model.input_dtypes[k]) if k in model.input_dtypes
+            else rng.uniform(0.1, 1.0, shape(s)).astype(model.dtype) for k, s in model.inputs.items()}
 
 
 def run_onnxruntime(proto, feeds):
@@ -182,7 +184,7 @@ def test_every_op_exports_with_its_batch_semantics(name, shapes, attrs):
     """One node per registry example, fed a batch of 3 in onnxruntime: what graphdef computes per sample."""
     op = graphdef.OPS[name]
     model = one_op_model(name, shapes, attrs)
-    (step,) = model.steps
+    step = model.graph.vertices["out"]  # (an op with several outputs has more steps: out/1...)
     feeds = sample_inputs(op, shapes, range(len(shapes)), np.random.default_rng(0))
     if lift_of(model.graph, step, batched_vertices(model.graph, model.batchable)) is PER_SAMPLE:
         # the op's batching rule loops over a batch of its other inputs (kernels, statistics): make them constants

@@ -58,7 +58,7 @@ def test_training_backprop_compiled_equals_reference(file):
     (gradients kept for every vertex on the way): same on both engines."""
     compiled = load_model(file)
     reference = with_reference(compiled)
-    env = {**compiled.constants, **compiled.parameters,
+    env = {**compiled.constants, **compiled.state, **compiled.parameters,
            **model_feeds(compiled, np.random.default_rng(seed_of("training", file)))}
     of, wrt = compiled.resolve()
     _, wanted = compiled.backward_plan(of, tuple(wrt))

@@ -26,9 +26,15 @@ def by_paths(model, env: dict, values: dict, of: str, wrt) -> dict:
 
 
 def numeric(model, env: dict, values: dict, of: str, wrt) -> dict:
-    """Central differences of sum(of), one coordinate at a time, in float64."""
-    env = {k: np.array(v, dtype=np.float64) for k, v in env.items()}
-    total = lambda: float(np.sum(model.run_unchecked(dict(env), outputs=(of,))[of]))  # noqa: E731
+    """Central differences of sum(of), one coordinate at a time, in float64 (integers left as they are).
+    Every evaluation draws the same random numbers (dropout's masks), so the differences see one function."""
+    env = {k: np.array(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f" else v for k, v in env.items()}
+    draws = model.rng.bit_generator.state
+
+    def total():
+        model.reseed(state=draws)
+        return float(np.sum(model.run_unchecked(dict(env), outputs=(of,))[of]))
+
     grads = {}
     for w in wrt:
         x, g = env[w], np.zeros_like(env[w])
