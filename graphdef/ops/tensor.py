@@ -1,8 +1,11 @@
-"""Tensor ops: matrix product, reductions and reshaping."""
+"""Tensor ops: matrix products, einsum, reductions, running sums and reshaping."""
+import functools
+import string
+
 import numpy as np
 
-from .batching import matrix_product, permutation, reduction, reshaping
-from .registry import SAME, broadcast_shape, ex, register_op, unbroadcast
+from .batching import Lift, along_axis, matrix_product, permutation, ranks, reduction, reshaping
+from .registry import SAME, ShapeError, broadcast_shape, ex, register_op, unbroadcast
 
 
 def _axes(axis, rank: int) -> tuple:
@@ -62,6 +65,128 @@ register_op("matmul", "x, y: x @ y", ("_matmul_vjp_x(g, x, y)", "_matmul_vjp_y(g
                       ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
 
 
+# -- einsum -------------------------------------------------------------------
+# Subscripts are letters, one per axis; '...' stands for the axes no letter names, which broadcast
+# (aligned from the right) as in torch.einsum. Rules work on the explicit form of an equation, where
+# each '...' is spelled with letters the equation leaves free, for the operands' ranks.
+
+@functools.cache
+def _subscripts(equation: str) -> tuple[tuple[str, str], str | None]:
+    """The two operands' subscripts and the output's (None when implicit), each '...' written '.'."""
+    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if len(terms) != 2:
+        raise ValueError(f"einsum equation '{equation}' has {len(terms)} operand(s); einsum takes two, "
+                         "as in 'ij,jk->ik'")
+    x, y = (_term(t, equation) for t in terms)
+    out = _term(rhs, equation) if arrow else None
+    for term in (x, y, out or ""):
+        repeated = sorted({c for c in term if term.count(c) > 1})
+        if repeated:
+            raise ValueError(f"einsum equation '{equation}' repeats '{repeated[0]}' in one term: diagonals and "
+                             "traces are not supported")
+    missing = sorted(set(out or "") - set(x + y))
+    if missing:
+        raise ValueError(f"einsum equation '{equation}': the output's '{missing[0]}' names no axis of an operand")
+    return (x, y), out
+
+
+def _term(text: str, equation: str) -> str:
+    if set(text.replace("...", "")) - set(string.ascii_letters) or text.count("...") > 1:
+        raise ValueError(f"einsum equation '{equation}': '{text}' should be letters with at most one '...'")
+    return text.replace("...", ".")
+
+
+@functools.cache
+def _explicit(equation: str, ranks: tuple) -> tuple[str, str, str]:
+    """x's, y's and the output's subscripts for operands of these ranks, every axis named by a letter.
+    An implicit output is '...' then the letters that appear once, in alphabetical order (as numpy, torch)."""
+    (x, y), out = _subscripts(equation)
+    widths = []
+    for k, (term, rank) in enumerate(zip((x, y), ranks)):
+        named = len(term.replace(".", ""))
+        if rank < named or (rank > named and "." not in term):
+            raise ShapeError(f"einsum equation '{equation}': operand {k + 1} has {rank} axes, its subscripts "
+                             f"'{term.replace('.', '...')}' name {named}")
+        widths.append(rank - named)
+    dots = _free_letters(equation, max(widths))
+    x, y = (term.replace(".", dots[len(dots) - w:]) for term, w in zip((x, y), widths))
+    if out is None:
+        out = "." + "".join(sorted(c for c in set(x + y) - set(dots) if (x + y).count(c) == 1))
+    return x, y, out.replace(".", dots)
+
+
+def _free_letters(used: str, n: int) -> str:
+    free = [c for c in string.ascii_letters if c not in used]
+    if n > len(free):
+        raise ShapeError(f"einsum: {n} axes under '...' need more letters than are free")
+    return "".join(free[:n])
+
+
+def _einsum(x, y, *, equation: str):
+    """Einstein summation of two operands (torch.einsum): letters missing from the output are summed over."""
+    xs, ys, out = _explicit(equation, (np.ndim(x), np.ndim(y)))
+    return np.einsum(f"{xs},{ys}->{out}", x, y, optimize=True)
+
+
+def _einsum_vjp(g, x, y, equation: str, wrt: int):
+    """∂ of operand `wrt` (0: x, 1: y): the einsum of g with the other operand onto its subscripts. Axes only
+    this operand has come back broadcast; axes it broadcast (size 1) are summed."""
+    subscripts = _explicit(equation, (np.ndim(x), np.ndim(y)))
+    own, other, out = subscripts[wrt], subscripts[1 - wrt], subscripts[2]
+    target, partner = (x, y) if wrt == 0 else (y, x)
+    kept = "".join(c for c in own if c in out + other)
+    grad = np.einsum(f"{out},{other}->{kept}", g, partner, optimize=True)
+    grad = np.expand_dims(grad, tuple(i for i, c in enumerate(own) if c not in kept))
+    return unbroadcast(np.broadcast_to(grad, np.broadcast_shapes(grad.shape, np.shape(target))), np.shape(target))
+
+
+def _einsum_shape(x, y, *, equation):
+    _subscripts(equation)
+    if x is None or y is None:
+        return None
+    xs, ys, out = _explicit(equation, (len(x), len(y)))
+    dims = {}
+    for letter, d in [*zip(xs, x), *zip(ys, y)]:
+        dims.setdefault(letter, []).append(d)
+    sizes = {letter: _size(equation, letter, ds) for letter, ds in dims.items()}
+    return tuple(sizes[letter] for letter in out)
+
+
+def _size(equation: str, letter: str, dims: list):
+    """The size a letter stands for: the sizes of the axes it names, broadcast (a 1 stretches)."""
+    try:
+        return broadcast_shape(*((d,) for d in dims))[0]
+    except ShapeError:
+        raise ShapeError(f"einsum equation '{equation}': '{letter}' names axes of sizes "
+                         f"{' and '.join(map(str, dims))}") from None
+
+
+def einsum_batch(shapes, batched, *, equation) -> Lift:
+    """einsum on a batch: one more letter, first in the batched operands and in the output."""
+    xs, ys, out = _explicit(equation, tuple(ranks(shapes)))
+    b = _free_letters(xs + ys + out, 1)
+    x, y = (b + term if is_batched else term for term, is_batched in zip((xs, ys), batched))
+    return Lift(((), ()), {"equation": f"{x},{y}->{b}{out}"})
+
+
+def onnx_einsum(e, inputs: list, out: str, equation: str) -> str:
+    """Einsum (opset 12 on), its equation in the explicit form for the operands' ranks."""
+    xs, ys, subscripts = _explicit(equation, tuple(e.ranks))
+    return e.node("Einsum", inputs, out, equation=f"{xs},{ys}->{subscripts}")
+
+
+register_op("einsum", _einsum, ("_einsum_vjp(g, x, y, equation, 0)", "_einsum_vjp(g, x, y, equation, 1)"),
+            shape=_einsum_shape, batch=einsum_batch, torch="x, y: torch.einsum(equation, x, y)",
+            doc="Einstein summation of two operands, e.g. 'qd,kd->qk' (∂: an einsum of g with the other operand)",
+            onnx=lambda e, i, o, a: onnx_einsum(e, i, o, a["equation"]),
+            examples=[ex((2, 3), (3, 4), equation="ij,jk->ik"), ex((2, 3), (4, 3), equation="qd,kd->qk"),
+                      ex((3,), (3, 2), equation="i,ij"), ex((2, 3), (2, 3), equation="ij,ij->"),
+                      ex((2, 3), (4,), equation="ij,k->ijk"), ex((2, 3), (3,), equation="ij,j->j"),
+                      ex((2, 1, 3), (4, 3), equation="...d,kd->...k"), ex((2, 3), (1, 3), equation="ij,ij->ij"),
+                      ex((2, 2, 3), (2, 3), equation="...i,...i->i"), ex((), (), equation=",->")])
+
+
 # -- reductions ---------------------------------------------------------------
 
 def _unreduce(g, x, axis, keepdims):
@@ -94,6 +219,11 @@ def _mean(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
     return np.mean(x, axis=axis, keepdims=keepdims)
 
 
+def onnx_reduce(op_type: str):
+    """The ONNX mapping of a reduction: one Reduce* node over the same axes."""
+    return lambda e, inputs, out, attrs: e.reduce(op_type, inputs[0], attrs["axis"], attrs["keepdims"], out)
+
+
 def _dims(axis):
     """An axis attribute as torch's `dim`: every axis when None."""
     return () if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
@@ -101,12 +231,71 @@ def _dims(axis):
 
 register_op("sum", _sum, "_unreduce(g, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
             torch="x: x.sum() if axis is None and not keepdims else x.sum(dim=_dims(axis), keepdim=keepdims)",
-            examples=REDUCE_EXAMPLES, onnx=lambda e, i, o, a: e.reduce("ReduceSum", i[0], a["axis"], a["keepdims"], o))
+            examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceSum"))
 register_op("mean", _mean, "_unreduce(g, x, axis, keepdims) * (np.size(out) / np.size(x))", shape=_reduce_shape,
             torch="x: x.mean() if axis is None and not keepdims else x.mean(dim=_dims(axis), keepdim=keepdims)",
-            batch=reduction, examples=REDUCE_EXAMPLES,
-            onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], a["axis"], a["keepdims"], o))
+            batch=reduction, examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceMean"))
 
+
+def _max(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
+    """Largest element over axis (all by default): torch.amax."""
+    return np.max(x, axis=axis, keepdims=keepdims)
+
+
+def _min(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
+    """Smallest element over axis (all by default): torch.amin."""
+    return np.min(x, axis=axis, keepdims=keepdims)
+
+
+def _to_extremes(g, out, x, axis, keepdims):
+    """g to the elements equal to the max (or min), shared evenly among ties, as torch.amax and amin do."""
+    g = _unreduce(g, x, axis, keepdims)
+    chosen = x == _unreduce(out, x, axis, keepdims)
+    return g * chosen / np.sum(chosen, axis=_axes(axis, np.ndim(x)), keepdims=True, dtype=g.dtype)
+
+
+register_op("max", _max, "_to_extremes(g, out, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
+            doc="largest element over axis (∂ = 1 to it, shared evenly among ties)", examples=REDUCE_EXAMPLES,
+            torch="x: torch.amax(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMax"))
+register_op("min", _min, "_to_extremes(g, out, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
+            doc="smallest element over axis (∂ = 1 to it, shared evenly among ties)", examples=REDUCE_EXAMPLES,
+            torch="x: torch.amin(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMin"))
+
+
+def _logsumexp(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
+    """log Σ exp(x) over axis (all by default), stable: the max is taken out before exp."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)  # all −inf (log 0) or some +inf: nothing to take out
+    out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return out if keepdims else np.squeeze(out, axis=_axes(axis, np.ndim(x)))
+
+
+register_op("logsumexp", _logsumexp, "_unreduce(g, x, axis, keepdims) * np.exp(x - _unreduce(out, x, axis, keepdims))",
+            shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
+            doc="log Σ exp(x) over axis, computed stably (∂/∂x = softmax(x) over axis)",
+            torch="x: torch.logsumexp(x, dim=tuple(range(x.ndim)) if axis is None else axis, keepdim=keepdims)",
+            onnx=onnx_reduce("ReduceLogSumExp"))
+
+
+# -- along an axis ------------------------------------------------------------
+
+def _axis_shape(shape, *, axis):
+    if shape is not None:
+        _axes(axis, len(shape))
+    return shape
+
+
+def _cumsum(x, *, axis: int):
+    """Running sum along axis: torch.cumsum."""
+    return np.cumsum(x, axis=axis)
+
+
+# Each element adds to every later one along the axis, so the gradient is the running sum of g from the end.
+register_op("cumsum", _cumsum, "np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)", shape=_axis_shape,
+            batch=along_axis, doc="running sum along axis (∂: the running sum of the gradient from the end)",
+            torch="x: torch.cumsum(x, dim=axis)",
+            examples=[ex((4,), axis=0), ex((2, 3), axis=1), ex((2, 3), axis=0), ex((2, 3, 2), axis=-2)],
+            onnx=lambda e, i, o, a: e.node("CumSum", [i[0], e.const(a["axis"], np.int64)], o))
 
 # -- shape changes ------------------------------------------------------------
 
@@ -126,9 +315,11 @@ def _transpose_shape(shape, *, axes=None):
 
 
 register_op("transpose", _transpose, "np.transpose(g, None if axes is None else np.argsort(axes))",
-            shape=_transpose_shape, batch=permutation, dtype=SAME, torch="x: x.permute(*(axes or reversed(range(x.ndim))))",
+            shape=_transpose_shape, batch=permutation, dtype=SAME,
+            torch="x: x.permute(*(axes or reversed(range(x.ndim))))",
             examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))],
-            onnx=lambda e, i, o, a: e.node("Transpose", i, o, **({} if a["axes"] is None else {"perm": list(a["axes"])})))
+            onnx=lambda e, i, o, a: e.node("Transpose", i, o,
+                                           **({} if a["axes"] is None else {"perm": list(a["axes"])})))
 
 
 def _reshape(x, *, shape: list[int]):
