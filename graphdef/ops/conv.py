@@ -1,1 +1,567 @@
-"""Convolution and pooling ops, NCHW as in PyTorch and ONNX; shapes are per sample ([C, H, W])."""
+"""Convolution and pooling ops, NCHW as in PyTorch and ONNX; shapes are per sample ([C, H, W]).
+
+Every op here slides a window over the last n (spatial) axes of x. Two helpers do all the
+sliding: `_windows` reads the windows as a strided view of the padded input (im2col without
+the copy), and `_scatter`, its adjoint, adds values back where each window read them, one
+strided slice per kernel offset. A convolution is then a matrix product of its kernel with
+the windows; a transposed convolution is that product's adjoint; a pooling reduces each
+window, and its gradient is scattered back.
+
+x is declared as one sample [C, *spatial]. Leading axes (a batch of samples, a batch of
+kernels) are carried through every rule, so the batching rule only says "lift nothing": a
+per-sample kernel is a kernel with a leading axis, and the products broadcast over it.
+
+ONNX export writes Conv, ConvTranspose, MaxPool and AveragePool where they compute what
+PyTorch does and onnxruntime runs them (float32, one kernel for the batch); otherwise the op
+as an Einsum with constant 0/1 tensors that place each window (see the ONNX section).
+"""
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import GraphDefError
+from .batching import Lift
+from .registry import ShapeError, ex, register_op, show_shape, unbroadcast
+
+Size = int | list[int]  # an attribute given once for every spatial axis, or once per axis
+
+
+# -- window geometry ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Window:
+    """A window sliding over n spatial axes: per axis its size, stride, dilation, and the padding before and after."""
+    size: tuple
+    stride: tuple
+    dilation: tuple
+    before: tuple
+    after: tuple
+
+    def __post_init__(self):
+        for name, values in (("kernel_size", self.size), ("stride", self.stride), ("dilation", self.dilation)):
+            if any(v < 1 for v in values):
+                raise ValueError(f"{name} must be 1 or more, got {list(values)}")
+        if any(p < 0 for p in self.before + self.after):
+            raise ValueError(f"padding must be 0 or more, got {list(self.before)}")
+
+    @property
+    def span(self) -> tuple:
+        """How far each window reaches along each axis: its size, dilated."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.size, self.dilation))
+
+    def padded(self, spatial) -> tuple:
+        return tuple(n + b + a for n, b, a in zip(spatial, self.before, self.after))
+
+
+def _ints(value, n: int, name: str) -> tuple:
+    """An int-or-list attribute as n ints, one per spatial axis."""
+    values = (value,) * n if isinstance(value, int) else tuple(value)
+    if len(values) != n:
+        raise ValueError(f"{name} {list(values)} needs one value per spatial axis ({n})")
+    return values
+
+
+def _conv_window(kernel, stride, padding, dilation) -> Window:
+    """A convolution's window; padding 'same' splits the padding as PyTorch does (the odd one after)."""
+    n = len(kernel)
+    stride, dilation = _ints(stride, n, "stride"), _ints(dilation, n, "dilation")
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError(f"padding 'same' needs stride 1 (as in PyTorch), got stride {list(stride)}")
+        total = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
+        before = tuple(t // 2 for t in total)
+        return Window(tuple(kernel), stride, dilation, before, tuple(t - b for t, b in zip(total, before)))
+    if padding == "valid":
+        padding = 0
+    elif isinstance(padding, str):
+        raise ValueError(f"padding must be sizes, 'same' or 'valid', got '{padding}'")
+    pads = _ints(padding, n, "padding")
+    return Window(tuple(kernel), stride, dilation, pads, pads)
+
+
+def _pool_window(spatial, kernel_size, stride, padding, dilation, ceil_mode) -> Window:
+    """A pooling's window: the stride defaults to the kernel size; ceil_mode pads after each axis as far as
+    the last window reaches (PyTorch's rule: a window starting in the padding after the input is dropped)."""
+    n = len(spatial)
+    size = _ints(kernel_size, n, "kernel_size")
+    stride = size if stride is None else _ints(stride, n, "stride")
+    pads, dilation = _ints(padding, n, "padding"), _ints(dilation, n, "dilation")
+    if any(2 * p > k for p, k in zip(pads, size)):
+        raise ValueError(f"padding {list(pads)} is more than half the kernel size {list(size)} (PyTorch's limit)")
+    win = Window(size, stride, dilation, pads, pads)
+    if not ceil_mode:
+        return win
+    after = tuple(p if length is None else max(p, (_ceil_count(length, span, s, p) - 1) * s + span - length - p)
+                  for length, span, s, p in zip(spatial, win.span, stride, pads))
+    return Window(size, stride, dilation, pads, after)
+
+
+def _ceil_count(length: int, span: int, stride: int, pad: int) -> int:
+    """How many windows ceil_mode fits: rounding up, but none starting past the input and its padding before."""
+    count = -(-(length + 2 * pad - span) // stride) + 1
+    return count - 1 if (count - 1) * stride >= length + pad else count
+
+
+def _positions(spatial, win: Window) -> tuple:
+    """How many windows fit along each axis (None where the size is unknown)."""
+    counts = []
+    for axis, (length, k, d, span, s, b, a) in enumerate(zip(spatial, win.size, win.dilation, win.span, win.stride,
+                                                             win.before, win.after)):
+        if length is not None and span > length + b + a:
+            reach = f"{k}" if d == 1 else f"{span} ({k} dilated by {d})"
+            raise ShapeError(f"the kernel reaches {reach} along spatial axis {axis}, more than the padded input's "
+                             f"{length + b + a} ({length}" + (f" + padding {b} + {a})" if b or a else ")"))
+        counts.append(None if length is None else (length + b + a - span) // s + 1)
+    return tuple(counts)
+
+
+def _check_sample(x, n: int, op: str) -> None:
+    """x is one sample [C, *spatial]: the batch axis comes with the batch."""
+    if len(x) != n + 1:
+        layout = "C, L" if n == 1 else "C, H, W"
+        raise ShapeError(f"{op} takes one sample x [{layout}], got {show_shape(x)}: declare the input per sample "
+                         "(a batch adds its own leading axis)")
+
+
+def _kernel_axes(n: int) -> tuple:
+    """Where the kernel offsets are in _windows' layout (*lead, C, *size, *out)."""
+    return tuple(range(-2 * n, -n))
+
+
+# -- the two window helpers -----------------------------------------------------------------
+
+def _windows(x, win: Window, fill=0.0):
+    """The windows of x (*lead, C, *spatial) as a strided view (*lead, C, *size, *out), padded with `fill`:
+    im2col without the copy."""
+    n = len(win.size)
+    if any(win.before) or any(win.after):
+        x = np.pad(x, [(0, 0)] * (x.ndim - n) + list(zip(win.before, win.after)), constant_values=fill)
+    view = sliding_window_view(x, win.span, axis=tuple(range(x.ndim - n, x.ndim)))
+    view = view[(..., *(slice(None, None, s) for s in win.stride), *(slice(None, None, d) for d in win.dilation))]
+    return np.moveaxis(view, tuple(range(-n, 0)), _kernel_axes(n))
+
+
+def _scatter(cols, spatial: tuple, win: Window):
+    """The adjoint of _windows: values laid out as windows (*lead, C, *size, *out) added back where each window
+    read them, into an array (*lead, C, *spatial); what falls in the padding is dropped."""
+    n = len(spatial)
+    out = cols.shape[-n:]
+    padded = np.zeros(cols.shape[:-2 * n] + win.padded(spatial), cols.dtype)
+    for offset in np.ndindex(*win.size):
+        region = tuple(slice(o * d, o * d + s * (m - 1) + 1, s)
+                       for o, d, s, m in zip(offset, win.dilation, win.stride, out))
+        padded[(..., *region)] += cols[(..., *offset) + (slice(None),) * n]
+    return padded[(..., *(slice(b, b + length) for b, length in zip(win.before, spatial)))]
+
+
+# -- convolution as matrix products ---------------------------------------------------------
+
+def _kernel_matrix(w, groups: int, n: int):
+    """w (*lead, O, C/groups, *kernel) as matrices (*lead, groups, O/groups, C/groups · kernel)."""
+    return w.reshape(*w.shape[:-n - 2], groups, w.shape[-n - 2] // groups, -1)
+
+
+def _per_group(y, groups: int, n: int):
+    """y (*lead, C, *spatial) as (*lead, groups, C/groups, positions)."""
+    return y.reshape(*y.shape[:-n - 1], groups, -1, math.prod(y.shape[-n:]))
+
+
+def _columns(x, win: Window, groups: int):
+    """im2col: x's windows as matrices (*lead, groups, C/groups · kernel, positions), a column per window."""
+    n = len(win.size)
+    view = _windows(x, win)
+    return view.reshape(*view.shape[:-2 * n - 1], groups, -1, math.prod(view.shape[-n:]))
+
+
+def _correlate(x, w, win: Window, groups: int):
+    """Σ kernel · window at each window position: PyTorch's convolution, (*lead, O, *out)."""
+    n = len(win.size)
+    y = _kernel_matrix(w, groups, n) @ _columns(x, win, groups)
+    return y.reshape(*y.shape[:-3], -1, *_positions(x.shape[-n:], win))
+
+
+def _correlate_adjoint(g, w, spatial: tuple, win: Window, groups: int):
+    """The adjoint of _correlate in x: each position's g spread by the kernel over its window, summed where
+    windows overlap. Sized (*lead, C, *spatial); the transposed convolution."""
+    n = len(win.size)
+    cols = np.swapaxes(_kernel_matrix(w, groups, n), -1, -2) @ _per_group(g, groups, n)
+    return _scatter(cols.reshape(*cols.shape[:-3], -1, *w.shape[-n:], *g.shape[-n:]), spatial, win)
+
+
+def _kernel_gradient(g, x, w_shape: tuple, win: Window, groups: int):
+    """The adjoint of _correlate in w: Σ over positions (and leading axes w lacks) of g times x's windows."""
+    n = len(win.size)
+    gw = _per_group(g, groups, n) @ np.swapaxes(_columns(x, win, groups), -1, -2)
+    return unbroadcast(gw.reshape(*gw.shape[:-3], *w_shape[-n - 2:]), w_shape)
+
+
+def _lead_as_is(shapes, batched, **attrs) -> Lift:
+    """The rules take leading axes as they come (a batch of samples, of kernels): nothing to lift."""
+    return Lift(((),) * len(shapes), attrs)
+
+
+# -- ONNX ---------------------------------------------------------------------------------
+# ONNX's Conv, ConvTranspose and AveragePool take one kernel for the whole batch, and onnxruntime runs them in
+# float32 only. Elsewhere (a float64 model, a kernel per sample) an op is exported as the contraction it is: one
+# Einsum of x, w and, per spatial axis, a 0/1 tensor saying which input cell each offset of each window reads.
+
+CELLS, OFFSETS, PLACES = "ij", "kl", "uv"  # the Einsum letters of input cells, kernel offsets and windows per axis
+
+
+def _onnx_native(e) -> bool:
+    """Whether onnxruntime runs Conv, ConvTranspose and AveragePool: on float32 only."""
+    return e.elem == e.onnx.TensorProto.FLOAT
+
+
+def _static_shape(e, name: str, n: int) -> tuple:
+    """A node input's per-sample shape, read from the model: the sizes an ONNX node needs but the op's
+    attributes do not give (a kernel's, for padding 'same' and the Einsum form)."""
+    shape = e.model.graph.vertices[name].shape
+    if shape is None or None in shape[-n - 1:]:
+        raise GraphDefError(f"cannot export a convolution or pooling of '{name}' of shape {show_shape(shape)}: "
+                            "its channels and spatial sizes must be declared")
+    return shape
+
+
+def _onnx_geometry(win: Window) -> dict:
+    """Strides, dilations and pads as ONNX attributes ([top, left, bottom, right] for 2-D)."""
+    return {"strides": list(win.stride), "dilations": list(win.dilation), "pads": list(win.before + win.after)}
+
+
+def _onnx_on_batch(e, x: str, lead: int, node, out: str):
+    """node(x, out): an ONNX operator that wants a leading batch axis, which a single sample (lead 0) is given."""
+    if lead:
+        return node(x, out)
+    return e.squeeze(node(e.unsqueeze(x, (0,)), None), (0,), out)
+
+
+def _onnx_reshape(e, x: str, batched: int, sizes, out: str | None = None) -> str:
+    """x, batched or not, with each sample reshaped to `sizes`."""
+    return e.node("Reshape", [x, e.const([-1] * batched + list(sizes), np.int64)], out)
+
+
+def _onnx_grouped(e, x: str, w: str, leads: tuple, x_shape: tuple, w_shape: tuple, groups: int) -> list[str]:
+    """x [C, *spatial] as [groups, C/groups, *spatial] and w [A, B, *kernel] as [groups, A/groups, B, *kernel], for
+    the Einsum; a batch axis of 1 for the one without (onnxruntime's Einsum wants as many axes under each ellipsis)."""
+    sizes = ((groups, x_shape[0] // groups, *x_shape[1:]), (groups, w_shape[0] // groups, *w_shape[1:]))
+    return [_onnx_reshape(e, v, k, (1,) * (max(leads) - k) + s) for v, k, s in zip((x, w), leads, sizes)]
+
+
+def _selections(e, spatial: tuple, win: Window, places: tuple) -> list[str]:
+    """Per spatial axis, the constant A[u, k, i] = 1 where offset k of window u reads input cell i (a window's
+    offsets in the padding read none): the windows as a tensor that an Einsum contracts with."""
+    return [e.const(np.arange(length) == np.arange(m)[:, None, None] * s + np.arange(k)[:, None] * d - b)
+            for length, m, k, s, d, b in zip(spatial, places, win.size, win.stride, win.dilation, win.before)]
+
+
+def _selection_terms(n: int) -> str:
+    return ",".join(PLACES[a] + OFFSETS[a] + CELLS[a] for a in range(n))
+
+
+# -- conv1d, conv2d -----------------------------------------------------------------------
+
+def _conv_shape(n: int, op: str):
+    def shape(x, w, *, stride, padding, dilation, groups):
+        if x is None or w is None:
+            return None
+        _check_sample(x, n, op)
+        if len(w) != n + 2:
+            raise ShapeError(f"{op} takes kernels w [C_out, C_in/groups, {', '.join(['k'] * n)}], got {show_shape(w)}")
+        _check_channels(x[-n - 1], w[0], w[1], groups, x, w)
+        kernel = w[-n:]
+        if None in kernel:
+            return x[:-n - 1] + (w[0],) + (None,) * n
+        return x[:-n - 1] + (w[0],) + _positions(x[-n:], _conv_window(kernel, stride, padding, dilation))
+    return shape
+
+
+def _check_channels(channels, out_channels, per_group, groups: int, x, w) -> None:
+    """The channels of x, in groups, are what each group of kernels w takes."""
+    if groups < 1:
+        raise ValueError(f"groups must be 1 or more, got {groups}")
+    for count, what in ((channels, f"the {channels} channels of x {show_shape(x)}"),
+                        (out_channels, f"the {out_channels} kernels of w {show_shape(w)}")):
+        if count is not None and count % groups:
+            raise ShapeError(f"groups={groups} does not divide {what}")
+    if None not in (channels, per_group) and channels != per_group * groups:
+        raise ShapeError(f"x {show_shape(x)} has {channels} channels, but w {show_shape(w)} takes {per_group} per "
+                         f"group × {groups} group{'s' * (groups > 1)} = {per_group * groups}")
+
+
+def _convolution(n: int):
+    """conv1d or conv2d: forward, rules and ONNX mapping; the spatial rank n says which axes of x are spatial."""
+    def forward(x, w, *, stride: Size = 1, padding: Size | str = 0, dilation: Size = 1, groups: int = 1):
+        return _correlate(x, w, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
+
+    def vjp_x(g, out, x, w, *, stride, padding, dilation, groups):
+        win = _conv_window(w.shape[-n:], stride, padding, dilation)
+        return unbroadcast(_correlate_adjoint(g, w, x.shape[-n:], win, groups), x.shape)
+
+    def vjp_w(g, out, x, w, *, stride, padding, dilation, groups):
+        return _kernel_gradient(g, x, w.shape, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
+
+    def onnx(e, inputs, out, attrs):
+        """Conv, or the Einsum Σ x[g, c, cells] · w[g, o, c, offsets] · A[place, offset, cell] per axis."""
+        (x, w), (lead_x, lead_w) = inputs, (e.ranks[0] - n - 1, e.ranks[1] - n - 2)
+        w_shape = _static_shape(e, w, n)
+        win, groups = _conv_window(w_shape[-n:], attrs["stride"], attrs["padding"], attrs["dilation"]), attrs["groups"]
+        if lead_w == 0 and _onnx_native(e):
+            return _onnx_on_batch(e, x, lead_x, lambda x, y: e.node("Conv", [x, w], y, group=groups,
+                                                                    **_onnx_geometry(win)), out)
+        x_shape = _static_shape(e, x, n)
+        places = _positions(x_shape[1:], win)
+        operands = _onnx_grouped(e, x, w, (lead_x, lead_w), x_shape, w_shape, groups)
+        y = e.node("Einsum", [*operands, *_selections(e, x_shape[1:], win, places)],
+                   equation=f"...gc{CELLS[:n]},...goc{OFFSETS[:n]},{_selection_terms(n)}->...go{PLACES[:n]}")
+        return _onnx_reshape(e, y, max(lead_x, lead_w), (w_shape[0], *places), out)
+    return forward, (vjp_x, vjp_w), onnx
+
+
+_CONV_DOC = ("{n}-D convolution of x [C, {dims}] with kernels w [O, C/groups, {kernel}], as F.conv{n}d "
+             "(∂/∂x: the transposed convolution of g; ∂/∂w: g against x's windows)")
+
+for _n, _examples in ((1, [ex((2, 7), (3, 2, 3)), ex((4, 9), (2, 2, 2), stride=2, padding=1, dilation=2, groups=2),
+                           ex((2, 6), (2, 2, 4), padding="same"), ex((2, 5), (1, 2, 2), padding=[2], stride=[3]),
+                           ex((3, 5), (3, 1, 3), padding="valid", groups=3)]),
+                      (2, [ex((2, 5, 5), (3, 2, 3, 3)),
+                           ex((2, 5, 6), (4, 1, 2, 3), stride=[2, 1], padding=[1, 0], groups=2),
+                           ex((1, 5, 6), (2, 1, 2, 2), padding="same", dilation=[2, 1]),
+                           ex((3, 4, 6), (2, 3, 2, 2), padding="valid", dilation=[1, 2], stride=2),
+                           ex((2, 4, 4), (3, 2, 3, 3), padding=1)])):
+    _forward, _rules, _onnx = _convolution(_n)
+    register_op(f"conv{_n}d", _forward, _rules, shape=_conv_shape(_n, f"conv{_n}d"), batch=_lead_as_is,
+                examples=_examples, onnx=_onnx,
+                torch=f"x, w: F.conv{_n}d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)",
+                doc=_CONV_DOC.format(n=_n, dims="L" if _n == 1 else "H, W", kernel="k" if _n == 1 else "kh, kw"))
+
+
+# -- conv_transpose2d -----------------------------------------------------------------------
+
+def _transposed_size(spatial, win: Window, output_padding: tuple) -> tuple:
+    """The size a transposed convolution makes: the input its convolution would shrink to `spatial`."""
+    return tuple(None if length is None else (length - 1) * s - b - a + span + extra
+                 for length, s, b, a, span, extra in zip(spatial, win.stride, win.before, win.after, win.span,
+                                                         output_padding))
+
+
+def _transposed_window(w_shape, stride, padding, output_padding, dilation) -> tuple[Window, tuple]:
+    win = _conv_window(w_shape[-2:], stride, padding, dilation)
+    extra = _ints(output_padding, 2, "output_padding")
+    if any(not 0 <= e < s for e, s in zip(extra, win.stride)):
+        raise ValueError(f"output_padding {list(extra)} must be 0 or more and less than the stride {list(win.stride)}")
+    return win, extra
+
+
+def _conv_transpose2d(x, w, *, stride: Size = 1, padding: Size = 0, output_padding: Size = 0, groups: int = 1,
+                      dilation: Size = 1):
+    """The adjoint of conv2d in its input: each cell of x spreads its value by the kernel over a window."""
+    win, extra = _transposed_window(w.shape, stride, padding, output_padding, dilation)
+    return _correlate_adjoint(x, w, _transposed_size(x.shape[-2:], win, extra), win, groups)
+
+
+def _conv_transpose2d_vjp_x(g, out, x, w, *, stride, padding, output_padding, groups, dilation):
+    win, _ = _transposed_window(w.shape, stride, padding, output_padding, dilation)
+    return unbroadcast(_correlate(g, w, win, groups), x.shape)
+
+
+def _conv_transpose2d_vjp_w(g, out, x, w, *, stride, padding, output_padding, groups, dilation):
+    win, _ = _transposed_window(w.shape, stride, padding, output_padding, dilation)
+    return _kernel_gradient(x, g, w.shape, win, groups)
+
+
+def _conv_transpose2d_shape(x, w, *, stride, padding, output_padding, groups, dilation):
+    if x is None or w is None:
+        return None
+    _check_sample(x, 2, "conv_transpose2d")
+    if len(w) != 4:
+        raise ShapeError(f"conv_transpose2d takes kernels w [C_in, C_out/groups, kh, kw], got {show_shape(w)}")
+    if None not in (x[-3], w[0]) and x[-3] != w[0]:
+        raise ShapeError(f"x {show_shape(x)} has {x[-3]} channels, but w {show_shape(w)} has kernels for {w[0]}")
+    _check_channels(x[-3], None, None, groups, x, w)
+    out_channels = None if w[1] is None else w[1] * groups
+    if None in w[-2:]:
+        return x[:-3] + (out_channels, None, None)
+    win, extra = _transposed_window(w, stride, padding, output_padding, dilation)
+    size = _transposed_size(x[-2:], win, extra)
+    if any(s is not None and s < 1 for s in size):
+        raise ShapeError(f"conv_transpose2d of x {show_shape(x)} would be {show_shape(size)}: less padding is needed")
+    return x[:-3] + (out_channels,) + size
+
+
+def _onnx_conv_transpose2d(e, inputs, out, attrs):
+    """ConvTranspose, or the Einsum Σ x[g, c, places] · w[g, c, o, offsets] · A[place, offset, cell] per axis."""
+    (x, w), (lead_x, lead_w) = inputs, (e.ranks[0] - 3, e.ranks[1] - 4)
+    w_shape = _static_shape(e, w, 2)
+    win, extra = _transposed_window(w_shape, attrs["stride"], attrs["padding"], attrs["output_padding"],
+                                    attrs["dilation"])
+    groups = attrs["groups"]
+    if lead_w == 0 and _onnx_native(e):
+        return _onnx_on_batch(e, x, lead_x, lambda x, y: e.node("ConvTranspose", [x, w], y, group=groups,
+                                                                output_padding=list(extra), **_onnx_geometry(win)), out)
+    x_shape = _static_shape(e, x, 2)
+    spatial = _transposed_size(x_shape[1:], win, extra)
+    operands = _onnx_grouped(e, x, w, (lead_x, lead_w), x_shape, w_shape, groups)
+    y = e.node("Einsum", [*operands, *_selections(e, spatial, win, x_shape[1:])],
+               equation=f"...gc{PLACES},...gco{OFFSETS},{_selection_terms(2)}->...go{CELLS}")
+    return _onnx_reshape(e, y, max(lead_x, lead_w), (w_shape[1] * groups, *spatial), out)
+
+
+register_op("conv_transpose2d", _conv_transpose2d, (_conv_transpose2d_vjp_x, _conv_transpose2d_vjp_w),
+            shape=_conv_transpose2d_shape, batch=_lead_as_is,
+            examples=[ex((2, 3, 3), (2, 3, 2, 2)),
+                      ex((4, 2, 3), (4, 1, 3, 2), stride=[2, 1], padding=[1, 0], output_padding=[1, 0], groups=2,
+                         dilation=[1, 2]),
+                      ex((2, 3, 2), (2, 2, 3, 3), stride=2, padding=1, output_padding=1, dilation=2),
+                      ex((2, 2, 3), (2, 2, 2, 2), stride=[1, 2], padding=[0, 1], output_padding=[0, 1])],
+            onnx=_onnx_conv_transpose2d,
+            doc="Transposed 2-D convolution of x [C, H, W] by w [C, O/groups, kh, kw], as F.conv_transpose2d "
+                "(∂/∂x: g convolved by w; ∂/∂w: x against g's windows)",
+            torch="x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding, output_padding=output_padding, "
+                  "groups=groups, dilation=dilation)")
+
+
+# -- pooling --------------------------------------------------------------------------------
+
+def _pool_shape(op: str):
+    def shape(x, *, kernel_size, stride, padding, ceil_mode, dilation=1, **_):
+        if x is None:
+            return None
+        _check_sample(x, 2, op)
+        return x[:-2] + _positions(x[-2:], _pool_window(x[-2:], kernel_size, stride, padding, dilation, ceil_mode))
+    return shape
+
+
+def _onnx_pool_window(e, x: str, attrs: dict) -> Window:
+    """A pooling's window for ONNX, ceil_mode written as the padding after it amounts to (which needs the sizes of
+    x): ONNX's ceil_mode keeps the windows PyTorch drops (those starting in the padding after the input), and
+    ONNX's shape inference then disagrees with onnxruntime's kernels."""
+    spatial = _static_shape(e, x, 2)[-2:] if attrs["ceil_mode"] else (None, None)
+    return _pool_window(spatial, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs.get("dilation", 1),
+                        attrs["ceil_mode"])
+
+
+def _onnx_pool(e, op_type: str, x: str, out: str, win: Window, **extra):
+    """MaxPool or AveragePool."""
+    return _onnx_on_batch(e, x, e.ranks[0] - 3, lambda x, y: e.node(
+        op_type, [x], y, kernel_shape=list(win.size), strides=list(win.stride), pads=list(win.before + win.after),
+        **extra), out)
+
+
+def _max_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, dilation: Size = 1,
+                ceil_mode: bool = False):
+    """The largest value in each window of x [C, H, W], as F.max_pool2d (∂/∂x: g goes to the first largest)."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    return _windows(x, win, -np.inf).max(axis=_kernel_axes(2))
+
+
+def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode):
+    """The maxima, and which offset of each window holds the first of them: all the gradient needs."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    view = _windows(x, win, -np.inf)
+    flat = view.reshape(*view.shape[:-4], -1, *view.shape[-2:])
+    chosen = np.expand_dims(flat.argmax(axis=-3), -3)
+    return np.take_along_axis(flat, chosen, axis=-3)[..., 0, :, :], chosen
+
+
+def _max_pool2d_vjp(g, chosen, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+    """g to the chosen offset of each window (a one-hot over the offsets), scattered back."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    offsets = np.arange(math.prod(win.size)).reshape(-1, 1, 1)
+    cols = (chosen == offsets) * np.expand_dims(g, -3)
+    return _scatter(cols.reshape(*g.shape[:-2], *win.size, *g.shape[-2:]), x.shape[-2:], win)
+
+
+def _onnx_max_pool2d(e, inputs, out, attrs):
+    win = _onnx_pool_window(e, inputs[0], attrs)
+    return _onnx_pool(e, "MaxPool", inputs[0], out, win, dilations=list(win.dilation))
+
+
+register_op("max_pool2d", _max_pool2d, _max_pool2d_vjp, save=_max_pool2d_saving, shape=_pool_shape("max_pool2d"),
+            batch=_lead_as_is,
+            examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=[3, 2], stride=[2, 1], padding=1),
+                      ex((1, 5, 5), kernel_size=2, stride=2, ceil_mode=True),
+                      ex((2, 6, 5), kernel_size=2, stride=1, padding=1, dilation=[2, 1]),
+                      ex((1, 4, 4), kernel_size=3, stride=2, padding=1, ceil_mode=True)],
+            onnx=_onnx_max_pool2d,
+            torch="x: F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)")
+
+
+@functools.lru_cache(maxsize=64)
+def _divisors(spatial: tuple, win: Window, count_include_pad: bool, dtype=np.float64):
+    """How many cells each window averages, as PyTorch counts them: the input's, the padding's when asked,
+    never the cells ceil_mode adds past the padding."""
+    counted = np.zeros(win.padded(spatial), dtype)
+    counted[tuple(slice(0 if count_include_pad else b, b + n + (b if count_include_pad else 0))
+                  for b, n in zip(win.before, spatial))] = 1
+    whole = Window(win.size, win.stride, win.dilation, (0,) * len(spatial), (0,) * len(spatial))
+    divisors = _windows(counted[None], whole).sum(axis=_kernel_axes(len(spatial)))[0]
+    divisors.flags.writeable = False
+    return divisors
+
+
+def _avg_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, ceil_mode: bool = False,
+                count_include_pad: bool = True):
+    """The mean of each window of x [C, H, W], as F.avg_pool2d (∂/∂x: g shared equally over the window)."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
+    return _windows(x, win).sum(axis=_kernel_axes(2)) / _divisors(x.shape[-2:], win, count_include_pad, x.dtype)
+
+
+def _avg_pool2d_vjp(g, out, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
+    share = np.expand_dims(g / _divisors(x.shape[-2:], win, count_include_pad, g.dtype), _kernel_axes(2))
+    return _scatter(np.broadcast_to(share, g.shape[:-2] + win.size + g.shape[-2:]), x.shape[-2:], win)
+
+
+def _onnx_avg_pool2d(e, inputs, out, attrs):
+    """AveragePool, or the Einsum Σ x[cells] · A[place, offset, cell] per axis · 1/divisor[places]. AveragePool
+    counts either all the padding or none; PyTorch may count the padding but never ceil_mode's overhang."""
+    (x,) = inputs
+    win = _onnx_pool_window(e, x, attrs)
+    counts_padding = attrs["count_include_pad"] and any(win.before)
+    if _onnx_native(e) and not (counts_padding and win.after != win.before):
+        return _onnx_pool(e, "AveragePool", x, out, win, count_include_pad=int(counts_padding))
+    spatial = _static_shape(e, x, 2)[-2:]
+    places = _positions(spatial, win)
+    return e.node("Einsum", [x, *_selections(e, spatial, win, places),
+                             e.const(1 / _divisors(spatial, win, attrs["count_include_pad"]))], out,
+                  equation=f"...{CELLS},{_selection_terms(2)},{PLACES}->...{PLACES}")
+
+
+register_op("avg_pool2d", _avg_pool2d, _avg_pool2d_vjp, shape=_pool_shape("avg_pool2d"), batch=_lead_as_is,
+            examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=3, stride=2, padding=1),
+                      ex((1, 5, 5), kernel_size=2, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+                      ex((1, 5, 4), kernel_size=[3, 2], stride=[2, 1], padding=[1, 0], ceil_mode=True),
+                      ex((1, 4, 3), kernel_size=[2, 3], padding=[1, 1], count_include_pad=False)],
+            onnx=_onnx_avg_pool2d,
+            torch="x: F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)")
+
+
+def _spatial_axes(rank: int, batch_dims: int) -> tuple:
+    return tuple(range(batch_dims + 1, rank))
+
+
+def _global_avg_pool(x, *, batch_dims: int = 0):
+    """The mean over the spatial axes of x [C, *spatial], kept as size 1 (∂/∂x: g shared equally)."""
+    return np.mean(x, axis=_spatial_axes(x.ndim, batch_dims), keepdims=True)
+
+
+def _global_avg_pool_shape(x, *, batch_dims):
+    if x is None:
+        return None
+    if batch_dims < 0 or len(x) < batch_dims + 2:
+        raise ShapeError(f"global_avg_pool takes x [C, *spatial] after batch_dims={batch_dims} leading axes, "
+                         f"got {show_shape(x)}")
+    return x[:batch_dims + 1] + (1,) * (len(x) - batch_dims - 1)
+
+
+register_op("global_avg_pool", _global_avg_pool, "np.broadcast_to(g * (np.size(out) / np.size(x)), np.shape(x))",
+            shape=_global_avg_pool_shape,
+            batch=lambda shapes, batched, *, batch_dims: Lift(((),), {"batch_dims": batch_dims + 1}),
+            examples=[ex((2, 3, 4)), ex((3, 5)), ex((2, 2, 3, 3), batch_dims=1)],
+            onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], _spatial_axes(e.ranks[0], a["batch_dims"]), True, o),
+            torch="x: x.mean(dim=_spatial_axes(x.ndim, batch_dims), keepdim=True)",
+            doc="The mean of each channel of x [C, *spatial], its spatial axes kept as size 1, as ONNX's "
+                "GlobalAveragePool; batch_dims leading axes are kept too (∂/∂x: g shared equally)")
