@@ -1,10 +1,11 @@
-"""Neural-network ops: softmax family and cross-entropy losses (lecture §5)."""
+"""Neural-network ops: the softmax family, losses (lecture §5) and normalization layers."""
 import math
 
 import numpy as np
 
-from .batching import along_axis, losses
-from .registry import PROBABILITY, REAL, broadcast_shape, ex, register_op
+from .batching import Lift, along_axis, elementwise, losses, ranks, shift
+from .registry import (FLOATS, PROBABILITY, REAL, DTypeError, Integers, ShapeError, broadcast_shape, ex, indexed_by,
+                       register_op, show_shape, unbroadcast)
 from .tensor import _axes
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -44,7 +45,8 @@ register_op("softmax", _softmax, "out * (g - np.sum(g * out, axis=axis, keepdims
 
 register_op("log_softmax", _log_softmax, "g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)",
             shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
-            onnx=lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]), torch="x: torch.log_softmax(x, dim=axis)")
+            onnx=lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]),
+            torch="x: torch.log_softmax(x, dim=axis)")
 
 
 # -- losses: sums over the class axis, then reduced over the other axes ----------
@@ -72,17 +74,43 @@ def _loss_grad(g, p, t, axis, reduction, scale, batch_dims):
     return g * scale
 
 
-def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean", batch_dims=0):
+def _spread(g, rank: int, reduction: str, batch_dims: int, total=1):
+    """∂L/∂(each term) for terms of rank `rank` reduced over the axes after batch_dims: g lined up with
+    the terms, ÷ `total` (what the mean divides by)."""
+    if reduction == "none":
+        return g
+    g = np.reshape(g, np.shape(g) + (1,) * (rank - batch_dims))
+    return g / total if reduction == "mean" else g
+
+
+def _check_loss(reduction: str, base: float = math.e) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got '{reduction}'")
     if base <= 0 or base == 1:
         raise ValueError(f"base must be positive and not 1, got {base}")
+
+
+def _class_axis(rank: int, axis: int, batch_dims: int) -> int:
+    """The class axis, non-negative; the batch_dims kept axes come before it."""
+    (axis,) = _axes(axis, rank)
+    if not 0 <= batch_dims <= axis:
+        raise ValueError(f"batch_dims must be between 0 and the class axis ({axis}), got {batch_dims}")
+    return axis
+
+
+def _matching(what: str, shape, expected) -> tuple:
+    """`shape` checked against `expected` (dimensions may be None): the two merged."""
+    if len(shape) != len(expected) or any(None not in (a, b) and a != b for a, b in zip(shape, expected)):
+        raise ShapeError(f"{what} must be {show_shape(expected)}, got {show_shape(shape)}")
+    return tuple(b if a is None else a for a, b in zip(shape, expected))
+
+
+def _loss_shape(p, t, *, base=math.e, axis=-1, reduction="mean", batch_dims=0):
+    _check_loss(reduction, base)
     shape = broadcast_shape(p, t)
     if shape is None:
         return None
-    (axis,) = _axes(axis, len(shape))
-    if not 0 <= batch_dims <= axis:
-        raise ValueError(f"batch_dims must be between 0 and the class axis ({axis}), got {batch_dims}")
+    axis = _class_axis(len(shape), axis, batch_dims)
     return shape[:axis] + shape[axis + 1:] if reduction == "none" else shape[:batch_dims]
 
 
@@ -98,6 +126,15 @@ def _broadcast(x, other):
         return x
     shape = np.broadcast_shapes(x.shape, other.shape)
     return x if x.shape == shape else np.broadcast_to(x, shape)
+
+
+def _fit(d, x):
+    """A gradient d of a broadcast result as x's: broadcast up where x is larger, summed over the axes x lacks
+    (d and x may be Python floats: plans of scalars compute on them)."""
+    shape = np.shape(x)
+    if np.shape(d) == shape:
+        return d
+    return unbroadcast(np.broadcast_to(d, np.broadcast_shapes(np.shape(d), shape)), shape)
 
 
 def _cross_entropy(p, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean", batch_dims: int = 0):
@@ -121,11 +158,19 @@ def onnx_loss(e, logp: str, t: str, out: str, a: dict) -> str:
     """−Σ t·logp over the class axis, reduced over the axes after batch_dims, as ONNX nodes."""
     per = e.reduce("ReduceSum", e.node("Mul", [t, logp]), a["axis"], False)
     per = e.node("Div", [per, e.const(-math.log(a["base"]))])
-    axes = tuple(range(a["batch_dims"], max(e.ranks) - 1))  # e.ranks: the ranks of this node's inputs
-    if a["reduction"] == "none" or a["batch_dims"] and not axes:
+    return onnx_reduced(e, per, max(e.ranks) - 1, a["reduction"], a["batch_dims"], out)  # e.ranks: the inputs'
+
+
+def onnx_reduced(e, per: str, rank: int, reduction: str, batch_dims: int, out: str, weights: str | None = None) -> str:
+    """Per-term losses of rank `rank` reduced over the axes after batch_dims, as ONNX nodes: summed, or
+    averaged (÷ the total of `weights` when given: the weights of class labels)."""
+    axes = tuple(range(batch_dims, rank)) if batch_dims else None  # e.reduce: None is every axis, () none
+    if reduction == "none":
         return e.node("Identity", [per], out)
-    return e.reduce("ReduceMean" if a["reduction"] == "mean" else "ReduceSum", per, axes if a["batch_dims"] else None,
-                    False, out)
+    if reduction == "mean" and weights is not None:
+        return e.node("Div", [e.reduce("ReduceSum", per, axes, False), e.reduce("ReduceSum", weights, axes, False)],
+                      out)
+    return e.reduce("ReduceMean" if reduction == "mean" else "ReduceSum", per, axes, False, out)
 
 
 register_op("cross_entropy", _cross_entropy,
@@ -137,27 +182,470 @@ register_op("cross_entropy", _cross_entropy,
             torch="p, t: torch_loss(-(t * torch.log(p)).sum(dim=axis) / math.log(base), reduction, batch_dims)")
 
 
+# -- class labels: an int64 target of one class index per term, shaped like z without its class axis --
+# As in PyTorch: a label equal to ignore_index adds nothing, `weight` weighs each class, and a
+# mean divides by the total weight of the labels it covers (0/0, NaN, when all are ignored).
+
+def _label_weights(t, classes: int, weight, ignore_index: int, dtype):
+    """The labels with the ignored ones set to class 0 (safe to index with), and each label's weight:
+    its class's (1 without `weight`), 0 where ignored."""
+    kept = t != ignore_index
+    labels = np.where(kept, t, 0)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)].flat[0]
+        raise ValueError(f"class label {bad} is out of range for {classes} classes (0 to {classes - 1}, or "
+                         f"ignore_index, {ignore_index})")
+    if weight is None:
+        return labels, kept.astype(dtype)
+    if len(weight) != classes:
+        raise ValueError(f"weight has {len(weight)} values for {classes} classes")
+    return labels, np.asarray(weight, dtype)[labels] * kept
+
+
+def _picked(x, labels, axis: int):
+    """x at each label's class along axis."""
+    return np.take_along_axis(x, np.expand_dims(labels, axis), axis).squeeze(axis)
+
+
+def _one_hot(labels, classes: int, axis: int, ndim: int):
+    """True at each label's class along axis: a boolean array of rank ndim."""
+    axis %= ndim
+    return np.expand_dims(labels, axis) == np.arange(classes).reshape((-1,) + (1,) * (ndim - 1 - axis))
+
+
+def _label_loss(log_p, t, scale, weight, ignore_index, axis, reduction, batch_dims):
+    """scale × weight·log p at each label, reduced over the axes after batch_dims (a mean over the labels' weight)."""
+    labels, w = _label_weights(t, log_p.shape[axis], weight, ignore_index, log_p.dtype)
+    terms = _picked(log_p, labels, axis) * w * scale
+    if reduction == "none":
+        return terms
+    axes = tuple(range(batch_dims, terms.ndim))
+    total = terms.sum(axis=axes)
+    return total / w.sum(axis=axes) if reduction == "mean" else total
+
+
+def _labels_vjp(g, x, t, weight, ignore_index, scale, axis, reduction, batch_dims, p=None):
+    """∂L/∂x of scale·Σ weight·x at each label (x log-probabilities): scale·weight·g at the label's class;
+    given p = softmax(z), ∂L/∂z through x = log p: scale·weight·g·(one-hot − p)."""
+    classes = x.shape[axis]
+    labels, w = _label_weights(t, classes, weight, ignore_index, x.dtype)
+    total = w.sum(axis=tuple(range(batch_dims, w.ndim)), keepdims=True) if reduction == "mean" else 1
+    coefficient = np.expand_dims(w * _spread(g, w.ndim, reduction, batch_dims, total) * scale, axis)
+    hot = _one_hot(labels, classes, axis, x.ndim)
+    return unbroadcast((hot if p is None else hot - p) * coefficient, x.shape)
+
+
+def _label_loss_shape(z, t, *, base=math.e, axis=-1, reduction="mean", batch_dims=0, weight=None, ignore_index=-100):
+    _check_loss(reduction, base)
+    if z is None or t is None:
+        return None
+    axis = _class_axis(len(z), axis, batch_dims)
+    labels = _matching(f"class labels (z's shape without its class axis {axis})", t, z[:axis] + z[axis + 1:])
+    if weight is not None and z[axis] is not None and len(weight) != z[axis]:
+        raise ShapeError(f"weight has {len(weight)} values for {z[axis]} classes")
+    return labels if reduction == "none" else labels[:batch_dims]
+
+
+def _labels_batch(shapes, batched, *, axis, batch_dims, **attrs) -> Lift:
+    """Losses on class labels: each input gets the batch axis in front (a singleton when unbatched), so that
+    the labels still line up with z without its class axis; one more leading axis is kept per sample."""
+    rank = ranks(shapes)[0]
+    return Lift(tuple(() if b else (0,) for b in batched),
+                {**attrs, "axis": shift(axis, rank), "batch_dims": batch_dims + 1})
+
+
+def torch_labels(loss, x, t, weight, ignore_index, axis, reduction, batch_dims):
+    """A PyTorch loss on class labels (F.nll_loss, F.cross_entropy: classes on axis 1 after a batch axis, or
+    axis 0 alone) in graphdef's layout: classes on `axis`, one loss per index of the first batch_dims axes."""
+    import torch
+
+    def per_sample(x, t):
+        x = x.movedim(axis - batch_dims if axis >= 0 else axis, min(x.ndim - 1, 1))
+        return loss(x, t, weight=None if weight is None else x.new_tensor(weight), ignore_index=ignore_index,
+                    reduction=reduction)
+    for _ in range(batch_dims):
+        per_sample = torch.vmap(per_sample)
+    return per_sample(x, t)
+
+
+def _onnx_label_weights(e, t: str, a: dict) -> str:
+    """Each label's weight as ONNX nodes: its class's (1 without weights), 0 where it is ignore_index."""
+    kept = e.node("Not", [e.node("Equal", [t, e.const(a["ignore_index"], np.int64)])])
+    if a["weight"] is None:
+        return e.node("Cast", [kept], to=e.elem)
+    safe = e.node("Where", [kept, t, e.const(0, np.int64)])
+    return e.node("Where", [kept, e.node("Gather", [e.const(a["weight"]), safe]), e.const(0.0)])
+
+
+def onnx_labels(e, op_type: str, inputs: list, out: str, a: dict, scale: float) -> str:
+    """A loss on class labels as ONNX's op_type (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss: classes
+    on axis 1 after a batch axis), one term per label × scale, reduced as _label_loss does."""
+    x, t = inputs
+    rank = e.ranks[0]
+    axis = a["axis"] % rank
+    if rank == 1:  # one [C] and its label: a batch of one
+        x, t = e.unsqueeze(x, (0,)), e.unsqueeze(t, (0,))
+    elif axis != 1:
+        others = [d for d in range(rank) if d != axis]
+        x = e.node("Transpose", [x], perm=[others[0], axis, *others[1:]])
+    weight = [] if a["weight"] is None else [e.const(a["weight"])]
+    per = e.node(op_type, [x, t, *weight], reduction="none", ignore_index=a["ignore_index"])
+    if rank == 1:
+        per = e.squeeze(per, (0,), None)
+    if scale != 1:
+        per = e.node("Mul", [per, e.const(scale)])
+    weights = _onnx_label_weights(e, inputs[1], a) if a["reduction"] == "mean" else None
+    return onnx_reduced(e, per, rank - 1, a["reduction"], a["batch_dims"], out, weights)
+
+
+CLASSES = 3  # the label examples' number of classes: a test domain is per op, so it is the same in all of them
+LABEL_EXAMPLES = [ex((3,), ()), ex((4, 3), (4,)), ex((4, 3), (4,), weight=[0.5, 1.0, 2.0]),
+                  ex((6, 3), (6,), ignore_index=1),
+                  ex((4, 3), (4,), reduction="sum", weight=[0.5, 1.0, 2.0], ignore_index=2),
+                  ex((4, 3), (4,), reduction="none", ignore_index=0),
+                  ex((2, 4, 3), (2, 4), batch_dims=1, weight=[1.0, 2.0, 0.5]),
+                  ex((3, 4), (4,), axis=0), ex((2, 3, 2), (2, 2), axis=1, reduction="sum", ignore_index=0)]
+LABEL_FAULT = "a mean over class labels that are all ignore_index (or weigh 0) is 0/0: check the labels, or sum"
+
+
+def _nll_loss(logp, target, *, weight: list[float] | None = None, ignore_index: int = -100, reduction: str = "mean",
+              axis: int = -1, batch_dims: int = 0):
+    """−weight[t]·logp[t] per int64 class label t; mean: ÷ the labels' total weight (∂/∂logp = −weight[t] at t).
+
+    As PyTorch's: `axis` is logp's class axis, target has logp's shape without it, and labels equal to
+    ignore_index add nothing."""
+    return _label_loss(logp, target, -1.0, weight, ignore_index, axis, reduction, batch_dims)
+
+
+register_op("nll_loss", _nll_loss,
+            ("_labels_vjp(g, logp, target, weight, ignore_index, -1.0, axis, reduction, batch_dims)", None),
+            shape=_label_loss_shape, batch=_labels_batch, dtype=indexed_by(1, rest=FLOATS), examples=LABEL_EXAMPLES,
+            domain=[REAL, Integers(0, CLASSES)], fault=LABEL_FAULT,
+            onnx=lambda e, i, o, a: onnx_labels(e, "NegativeLogLikelihoodLoss", i, o, a, 1.0),
+            torch="logp, t: torch_labels(F.nll_loss, logp, t, weight, ignore_index, axis, reduction, batch_dims)")
+
+
+# -- softmax cross-entropy: t probabilities, or class labels by its dtype (its rank one short of z's) ----
+
 def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduction: str = "mean",
-                           batch_dims: int = 0):
-    """cross_entropy(softmax(z), t) fused: stable for large logits, one cheap gradient."""
-    return _cross_entropy_of_log(_log_softmax(z, axis=axis), t, base, axis, reduction, batch_dims)
+                           batch_dims: int = 0, weight: list[float] | None = None, ignore_index: int = -100):
+    """cross_entropy(softmax(z), t) fused, t probabilities or int64 labels: stable, one cheap gradient (p·Σt − t).
+
+    Class labels have z's shape without the class axis; weight and ignore_index apply to them, as in PyTorch."""
+    return _softmax_loss(_log_softmax(z, axis=axis), t, base, axis, reduction, batch_dims, weight, ignore_index)
 
 
-def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction, batch_dims):
+def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction, batch_dims, weight, ignore_index):
     """The loss, and the softmax and log-softmax its gradients need: computed once, in the forward pass."""
     log_p, p = _shifted_exp(z, axis)
     total = p.sum(axis=axis, keepdims=True)
     log_p -= np.log(total)
     p /= total
-    return _cross_entropy_of_log(log_p, t, base, axis, reduction, batch_dims), (p, log_p)
+    return _softmax_loss(log_p, t, base, axis, reduction, batch_dims, weight, ignore_index), (p, log_p)
 
+
+def _softmax_loss(log_p, t, base, axis, reduction, batch_dims, weight, ignore_index):
+    """The loss on log-probabilities: t class labels or probabilities, as its dtype says."""
+    if _holds_labels(log_p, t, weight):
+        return _label_loss(log_p, t, -1 / math.log(base), weight, ignore_index, axis, reduction, batch_dims)
+    return _cross_entropy_of_log(log_p, t, base, axis, reduction, batch_dims)
+
+
+def _holds_labels(z, t, weight) -> bool:
+    """Whether t holds class labels (integers), not probabilities. Its rank must say the same: the shape and
+    batching rules, which do not see dtypes, read the form from it."""
+    if t.dtype.kind != "f":
+        if t.ndim != z.ndim - 1:
+            raise ValueError(f"class labels (int64) must have z's shape without its class axis: got "
+                             f"{show_shape(t.shape)} for z {show_shape(z.shape)}")
+        return True
+    if t.ndim == z.ndim - 1:
+        raise ValueError("t has one axis fewer than z, so it holds class labels: declare it `dtype: int64`, "
+                         "or give probabilities with z's class axis")
+    if weight is not None:
+        raise ValueError("weight weighs class labels; for probability targets, multiply t by the class weights")
+    return False
+
+
+def _softmax_loss_shape(z, t, *, weight=None, ignore_index=-100, **attrs):
+    """t one axis short of z holds class labels; otherwise probabilities, which broadcast against z."""
+    if z is not None and t is not None and len(t) == len(z) - 1:
+        return _label_loss_shape(z, t, weight=weight, ignore_index=ignore_index, **attrs)
+    return _loss_shape(z, t, **attrs)
+
+
+def _softmax_loss_batch(shapes, batched, **attrs) -> Lift:
+    """Class labels (t one axis short of z) by their own rule; probabilities as the other losses."""
+    z, t = ranks(shapes)
+    return (_labels_batch if t == z - 1 else losses)(shapes, batched, **attrs)
+
+
+def _logits_and_targets(z, t, **attrs) -> str:
+    """The dtype rule: z floats; t probabilities (floats) or class labels (int64)."""
+    if t != "int64" and not t.startswith("float"):
+        raise DTypeError(f"t holds {t} values: give probabilities (floats) or class labels (int64)")
+    return FLOATS(z) if t == "int64" else FLOATS(z, t)
+
+
+def _onnx_softmax_cross_entropy(e, inputs: list, out: str, a: dict) -> str:
+    """SoftmaxCrossEntropyLoss for class labels; −Σ t·LogSoftmax(z) for probabilities."""
+    if e.ranks[1] == e.ranks[0] - 1:
+        return onnx_labels(e, "SoftmaxCrossEntropyLoss", inputs, out, a, 1 / math.log(a["base"]))
+    return onnx_loss(e, e.node("LogSoftmax", [inputs[0]], axis=a["axis"]), inputs[1], out, a)
+
+
+# t one axis short of z holds class labels, so these probability targets of lower rank are two axes short
+SOFT_TARGET_EXAMPLES = [(shapes, attrs) for shapes, attrs in LOSS_EXAMPLES if len(shapes[1]) != len(shapes[0]) - 1] + [
+    ex((2, 2, 3), (3,), batch_dims=1, reduction="sum"), ex((3, 2, 2), (2,), axis=0)]
 
 register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: (softmax, log-softmax)
-            ("_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims)"
-             " * (t - out[0] * _broadcast(t, z).sum(axis, keepdims=True))",
-             "_broadcast(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1], t)"),
-            shape=_loss_shape, batch=losses, save=_softmax_cross_entropy_saving, examples=LOSS_EXAMPLES,
-            domain=[REAL, PROBABILITY],
-            onnx=lambda e, i, o, a: onnx_loss(e, e.node("LogSoftmax", [i[0]], axis=a["axis"]), i[1], o, a),
+            ("unbroadcast(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims)"
+             " * (t - out[0] * _broadcast(t, z).sum(axis, keepdims=True)), z.shape) if t.dtype.kind == 'f'"
+             " else _labels_vjp(g, z, t, weight, ignore_index, -1 / math.log(base), axis, reduction, batch_dims,"
+             " out[0])",
+             "_fit(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1], t)"),
+            shape=_softmax_loss_shape, batch=_softmax_loss_batch, save=_softmax_cross_entropy_saving,
+            dtype=_logits_and_targets, examples=SOFT_TARGET_EXAMPLES, domain=[REAL, PROBABILITY], fault=LABEL_FAULT,
+            onnx=_onnx_softmax_cross_entropy,
             torch="z, t: torch_loss(-(t * torch.log_softmax(z, dim=axis)).sum(dim=axis) / math.log(base), reduction, "
-                  "batch_dims)")
+                  "batch_dims) if t.is_floating_point() else torch_labels(F.cross_entropy, z, t, weight, ignore_index, "
+                  "axis, reduction, batch_dims) / math.log(base)")
+
+
+# -- binary cross-entropy on logits: one loss per element, no class axis ----------------------------
+
+def _sigmoid(x):
+    return np.exp(-np.logaddexp(0, -x))
+
+
+def _excess(pos_weight, z):
+    """p − 1: how much more than a negative a positive target weighs (one weight, or one per class)."""
+    return np.asarray(pos_weight, np.result_type(z)) - 1
+
+
+def _bce_terms(z, t, pos_weight):
+    """softplus(z) − z·t = max(z, 0) − z·t + log(1 + e^−|z|) per element, plus (p − 1)·t·softplus(−z) with
+    pos_weight p: −p·t·log σ(z) − (1 − t)·log(1 − σ(z)) without overflow."""
+    terms = np.logaddexp(0, z) - z * t
+    return terms if pos_weight is None else terms + _excess(pos_weight, z) * t * np.logaddexp(0, -z)
+
+
+def _bce_dz(z, t, pos_weight):
+    """∂/∂z of each term: σ(z) − t, less (p − 1)·t·σ(−z) with pos_weight p."""
+    dz = _sigmoid(z) - t
+    return dz if pos_weight is None else dz - _excess(pos_weight, z) * t * _sigmoid(-z)
+
+
+def _bce_dt(z, t, pos_weight):
+    """∂/∂t of each term: −z, plus (p − 1)·softplus(−z) with pos_weight p."""
+    return -z if pos_weight is None else _excess(pos_weight, z) * np.logaddexp(0, -z) - z
+
+
+def _per_element_grad(g, z, t, reduction, batch_dims):
+    """∂L/∂(each element's loss): g lined up with the elements, ÷ their number per loss for a mean."""
+    shape = np.broadcast_shapes(np.shape(z), np.shape(t))
+    return _spread(g, len(shape), reduction, batch_dims, max(math.prod(shape[batch_dims:]), 1))
+
+
+def _binary_cross_entropy_with_logits(z, t, *, reduction: str = "mean", pos_weight: float | list[float] | None = None,
+                                      batch_dims: int = 0):
+    """−t·log σ(z) − (1 − t)·log(1 − σ(z)) per element, computed stably, then reduced (∂/∂z = σ(z) − t).
+
+    pos_weight p (one value, or one per class of the last axis) weighs the positive term: −p·t·log σ(z)."""
+    return _reduce(_bce_terms(z, t, pos_weight), reduction, 1, batch_dims)
+
+
+def _bce_shape(z, t, *, reduction="mean", pos_weight=None, batch_dims=0):
+    _check_loss(reduction)
+    shape = broadcast_shape(z, t)
+    if shape is None:
+        return None
+    if not 0 <= batch_dims <= len(shape):
+        raise ValueError(f"batch_dims must be between 0 and the rank ({len(shape)}), got {batch_dims}")
+    if isinstance(pos_weight, (list, tuple)) and (not shape or shape[-1] not in (None, len(pos_weight))):
+        raise ShapeError(f"pos_weight needs one value per class, along the last axis of {show_shape(shape)}; "
+                         f"got {len(pos_weight)}")
+    return shape if reduction == "none" else shape[:batch_dims]
+
+
+def _per_element_losses(shapes, batched, *, batch_dims, **attrs) -> Lift:
+    """Losses without a class axis: the inputs line up as for elementwise ops; one more leading axis is kept."""
+    return Lift(elementwise(shapes, batched).expand, {**attrs, "batch_dims": batch_dims + 1})
+
+
+def _onnx_bce(e, inputs: list, out: str, a: dict) -> str:
+    """From primitives: onnxruntime has no Softplus for doubles."""
+    z, t = inputs
+    tail = e.node("Log", [e.node("Add", [e.const(1.0), e.node("Exp", [e.node("Neg", [e.node("Abs", [z])])])])])
+    per = e.node("Sub", [e.node("Add", [e.node("Relu", [z]), tail]), e.node("Mul", [z, t])])  # softplus(z) − z·t
+    if a["pos_weight"] is not None:
+        softplus_of_minus_z = e.node("Add", [e.node("Relu", [e.node("Neg", [z])]), tail])
+        excess = e.node("Mul", [e.const(np.asarray(a["pos_weight"]) - 1), t])
+        per = e.node("Add", [per, e.node("Mul", [excess, softplus_of_minus_z])])
+    return onnx_reduced(e, per, max(e.ranks), a["reduction"], a["batch_dims"], out)
+
+
+register_op("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits,
+            ("_fit(_per_element_grad(g, z, t, reduction, batch_dims) * _bce_dz(z, t, pos_weight), z)",
+             "_fit(_per_element_grad(g, z, t, reduction, batch_dims) * _bce_dt(z, t, pos_weight), t)"),
+            shape=_bce_shape, batch=_per_element_losses, domain=[REAL, PROBABILITY], onnx=_onnx_bce,
+            examples=[ex((3,), (3,)), ex((), ()), ex((2, 3), (2, 3), reduction="sum"),
+                      ex((2, 3), (2, 3), reduction="none"), ex((2, 3), (3,), pos_weight=2.0),
+                      ex((2, 3), (2, 3), pos_weight=[1.0, 0.5, 3.0], batch_dims=1),
+                      ex((3,), (2, 3), reduction="sum", pos_weight=0.5)],
+            torch="z, t: torch_loss(F.binary_cross_entropy_with_logits(*torch.broadcast_tensors(z, t), "
+                  "reduction='none', pos_weight=None if pos_weight is None else z.new_tensor(pos_weight)), "
+                  "reduction, batch_dims)")
+
+
+# -- normalization: x̂ = (x − μ)/√(σ² + eps) within groups of trailing axes, then weight·x̂ + bias ------
+# The backward is fused: with ĝ = g·weight, ∂L/∂x = (ĝ − mean ĝ − x̂·mean(ĝ·x̂))/σ within each group,
+# from the x̂ and 1/σ the forward saved.
+
+def _grouped(x, tail: int, groups: int):
+    """x with its last `tail` axes as (groups, the rest): each group's statistics run along the last axis."""
+    return x.reshape(x.shape[:x.ndim - tail] + (groups, -1))
+
+
+def _normalize(x, scale, shift, tail: int, groups: int, eps: float):
+    """scale·x̂ + shift, x̂ normalized within each group of x's last `tail` axes; and (x̂, 1/σ) for the backward."""
+    view = _grouped(x, tail, groups)
+    centered = view - view.mean(axis=-1, keepdims=True)
+    inv_std = 1 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
+    normalized = (centered * inv_std).reshape(x.shape)
+    return normalized * scale + shift, (normalized, inv_std)
+
+
+def _normalize_vjp(g_scaled, saved, x, tail: int, groups: int):
+    """∂L/∂x from ĝ = g·scale and the saved (x̂, 1/σ)."""
+    normalized, inv_std = saved
+    gv, xv = _grouped(g_scaled, tail, groups), _grouped(normalized, tail, groups)
+    d = (gv - gv.mean(axis=-1, keepdims=True) - xv * (gv * xv).mean(axis=-1, keepdims=True)) * inv_std
+    return unbroadcast(d.reshape(g_scaled.shape), x.shape)
+
+
+def _check_affine(expected, weight, bias) -> None:
+    for name, shape in (("weight", weight), ("bias", bias)):
+        if shape is not None:
+            _matching(name, shape, expected)
+
+
+def _layer_norm_saving(x, weight, bias, *, normalized_ndim, eps):
+    return _normalize(x, weight, bias, normalized_ndim, 1, eps)
+
+
+def _layer_norm(x, weight, bias, *, normalized_ndim: int = 1, eps: float = 1e-5):
+    """weight·(x − μ)/√(σ² + eps) + bias, μ and σ² over the last normalized_ndim axes (∂/∂x fused, from x̂ and 1/σ).
+
+    weight and bias have the shape of those axes."""
+    return _layer_norm_saving(x, weight, bias, normalized_ndim=normalized_ndim, eps=eps)[0]
+
+
+def _layer_norm_shape(x, weight, bias, *, normalized_ndim, eps):
+    if normalized_ndim < 1:
+        raise ValueError(f"normalized_ndim must be at least 1, got {normalized_ndim}")
+    if x is None:
+        return None
+    if len(x) < normalized_ndim:
+        raise ShapeError(f"layer_norm normalizes the last {normalized_ndim} axes, but x has rank {len(x)}")
+    _check_affine(x[len(x) - normalized_ndim:], weight, bias)
+    return x
+
+
+def _trailing_axes(shapes, batched, **attrs) -> Lift:
+    """layer_norm: the normalized axes are the last ones, so the inputs line up as for elementwise ops (the op
+    is not elementwise: its rules sum their gradients to each input's shape themselves)."""
+    return elementwise(shapes, batched, **attrs)
+
+
+def _onnx_normalized(e, x: str, rank: int, tail: int, groups: int, eps: float) -> str:
+    """x̂ as ONNX nodes: x normalized within each group of its last `tail` axes."""
+    view = e.node("Reshape", [x, e.const([0] * (rank - tail) + [groups, -1], np.int64)])  # 0: that axis as it is
+    centered = e.node("Sub", [view, e.reduce("ReduceMean", view, -1, True)])
+    var = e.reduce("ReduceMean", e.node("Mul", [centered, centered]), -1, True)
+    normalized = e.node("Div", [centered, e.node("Sqrt", [e.node("Add", [var, e.const(eps)])])])
+    return e.node("Reshape", [normalized, e.node("Shape", [x])])
+
+
+def _onnx_affine(e, normalized: str, weight: str, bias: str, out: str) -> str:
+    return e.node("Add", [e.node("Mul", [normalized, weight]), bias], out)
+
+
+def _onnx_layer_norm(e, inputs: list, out: str, a: dict) -> str:
+    x, weight, bias = inputs
+    return _onnx_affine(e, _onnx_normalized(e, x, e.ranks[0], a["normalized_ndim"], 1, a["eps"]), weight, bias, out)
+
+
+register_op("layer_norm", _layer_norm,  # `out` is saved: (x̂, 1/σ)
+            ("_normalize_vjp(g * weight, out, x, normalized_ndim, 1)", "unbroadcast(g * out[0], weight.shape)",
+             "unbroadcast(g, bias.shape)"),
+            shape=_layer_norm_shape, batch=_trailing_axes, save=_layer_norm_saving,
+            examples=[ex((4,), (4,), (4,)), ex((2, 3), (3,), (3,)), ex((2, 3, 4), (3, 4), (3, 4), normalized_ndim=2),
+                      ex((3, 2), (2,), (2,), eps=0.1)],
+            onnx=_onnx_layer_norm,
+            torch="x, weight, bias: F.layer_norm(x, x.shape[x.ndim - normalized_ndim:], weight, bias, eps)")
+
+
+# group_norm: x is [C, *spatial] per sample, after `batch_dims` leading sample axes (the batching rule adds one)
+
+def _channel_shape(v, x, batch_dims: int) -> tuple:
+    """The shape that lines a [C] vector up with x's channel axis (the one after batch_dims sample axes)."""
+    return np.shape(v) + (1,) * (np.ndim(x) - batch_dims - 1)
+
+
+def _group_norm_saving(x, weight, bias, *, num_groups, eps, batch_dims):
+    return _normalize(x, np.reshape(weight, _channel_shape(weight, x, batch_dims)),
+                      np.reshape(bias, _channel_shape(bias, x, batch_dims)), x.ndim - batch_dims, num_groups, eps)
+
+
+def _group_norm(x, weight, bias, *, num_groups: int, eps: float = 1e-5, batch_dims: int = 0):
+    """weight·x̂ + bias per channel, x̂ normalized over each of num_groups channel groups and space (∂/∂x fused).
+
+    x is [C, *spatial] per sample, after batch_dims sample axes; weight and bias are [C]."""
+    return _group_norm_saving(x, weight, bias, num_groups=num_groups, eps=eps, batch_dims=batch_dims)[0]
+
+
+def _group_norm_shape(x, weight, bias, *, num_groups, eps, batch_dims):
+    if num_groups < 1:
+        raise ValueError(f"num_groups must be at least 1, got {num_groups}")
+    if batch_dims < 0:
+        raise ValueError(f"batch_dims must be at least 0, got {batch_dims}")
+    if x is None:
+        return None
+    if len(x) <= batch_dims:
+        raise ShapeError(f"group_norm needs x with a channel axis after {batch_dims} sample axes, got rank {len(x)}")
+    channels = x[batch_dims]
+    if channels is not None and channels % num_groups:
+        raise ShapeError(f"{channels} channels do not split into {num_groups} groups")
+    _check_affine((channels,), weight, bias)
+    return x
+
+
+def _channels_after_samples(shapes, batched, *, batch_dims, **attrs) -> Lift:
+    """group_norm: x gets one more leading sample axis (a singleton when only weight or bias is batched);
+    batched weights get singletons to line up with x's sample axes."""
+    line = tuple(range(1, 1 + batch_dims))
+    expand = (() if batched[0] else (0,), *(line if b else () for b in batched[1:]))
+    return Lift(expand, {**attrs, "batch_dims": batch_dims + 1})
+
+
+def _onnx_group_norm(e, inputs: list, out: str, a: dict) -> str:
+    x, weight, bias = inputs
+    rank = e.ranks[0]
+    spatial = tuple(range(a["batch_dims"] + 1 - rank, 0))  # the axes after the channel axis, from the end
+    normalized = _onnx_normalized(e, x, rank, rank - a["batch_dims"], a["num_groups"], a["eps"])
+    return _onnx_affine(e, normalized, e.unsqueeze(weight, spatial), e.unsqueeze(bias, spatial), out)
+
+
+register_op("group_norm", _group_norm,  # `out` is saved: (x̂, 1/σ)
+            ("_normalize_vjp(g * np.reshape(weight, _channel_shape(weight, x, batch_dims)), out, x,"
+             " x.ndim - batch_dims, num_groups)",
+             "unbroadcast(g * out[0], _channel_shape(weight, x, batch_dims)).reshape(weight.shape)",
+             "unbroadcast(g, _channel_shape(bias, x, batch_dims)).reshape(bias.shape)"),
+            shape=_group_norm_shape, batch=_channels_after_samples, save=_group_norm_saving,
+            examples=[ex((4, 3), (4,), (4,), num_groups=2), ex((6, 2, 2), (6,), (6,), num_groups=3),
+                      ex((4,), (4,), (4,), num_groups=2), ex((3, 2), (3,), (3,), num_groups=1),
+                      ex((2, 4, 3), (4,), (4,), num_groups=4, batch_dims=1, eps=0.1)],
+            onnx=_onnx_group_norm,
+            torch="x, weight, bias: F.group_norm(x.reshape(-1, *x.shape[batch_dims:]), num_groups, weight, bias, "
+                  "eps).reshape(x.shape)")
