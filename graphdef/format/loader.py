@@ -192,6 +192,7 @@ class _Loader:
         if not any(spec is not BROKEN and getattr(OPS.get(spec["op"]), "outputs", None) for spec in nodes.values()):
             return
         split, positions = {}, dict(self.source.positions)
+        calls, members = dict(self.source.calls), dict(self.source.members)
         for name, spec in nodes.items():
             op = OPS.get(spec["op"]) if spec is not BROKEN else None
             count = _output_count(op, spec) if op is not None and op.outputs else 0
@@ -200,8 +201,11 @@ class _Loader:
                 split[f"{name}/{i}"] = {**spec, "output": i}
                 positions.update({("nodes", f"{name}/{i}") + path[2:]: where for path, where in
                                   self.source.positions.items() if path[:2] == ("nodes", name)})
+                for table in (calls, members):  # the call the node came from, for errors and drawings
+                    if name in table:
+                        table[f"{name}/{i}"] = table[name]
         self.doc = {**self.doc, "nodes": split}
-        self.source = Source(self.doc, self.source.file, positions, self.source.calls, self.source.members)
+        self.source = Source(self.doc, self.source.file, positions, calls, members)
 
     def _input(self, name, spec):
         shape = spec.get("shape")
