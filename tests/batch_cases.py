@@ -169,3 +169,12 @@ def check_batch_equivalence(model: graphdef.Model, feeds: dict, batched, n: int 
         expected = np.stack(parts) if name in batched else np.sum(parts, axis=0)
         close(grads[name], expected, f"gradient w.r.t. {'batched' if name in batched else 'shared'} '{name}'")
     return {name: [g[name] for _, g in per] for name in wrt}
+
+
+def random_feeds(model: graphdef.Model, batch: int = 4, seed: int = 0) -> dict:
+    """A batch for any model: floats in [0.1, 1) (free sizes 3); integer inputs (token ids) 0 or 1, which
+    every vocabulary has."""
+    rng = np.random.default_rng(seed)
+    shape = lambda s: [batch] + [d or 3 for d in (s or [])]  # noqa: E731
+    return {k: rng.integers(0, 2, shape(s)).astype(model.input_dtypes[k]) if k in model.input_dtypes
+            else rng.uniform(0.1, 1.0, shape(s)).astype(model.dtype) for k, s in model.inputs.items()}

@@ -5,21 +5,13 @@ import numpy as np
 import pytest
 
 import graphdef
-from batch_cases import one_op_model, sample_inputs
+from batch_cases import one_op_model, random_feeds, sample_inputs
 from conftest import MODELS
 from graphdef.engine.lift import PER_SAMPLE, batched_vertices, lift_of
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 gx = pytest.importorskip("graphdef.onnx")
-
-
-def random_feeds(model, batch=4, seed=0):
-    """Floats in [0.1, 1); integer inputs (token ids) 0 or 1, which every vocabulary has."""
-    rng = np.random.default_rng(seed)
-    shape = lambda s: [batch] + [d or 3 for d in (s or [])]  # noqa: E731
-    return {k: rng.integers(0, 2, shape(s)).astype(model.input_dtypes[k]) if k in model.input_dtypes
-            else rng.uniform(0.1, 1.0, shape(s)).astype(model.dtype) for k, s in model.inputs.items()}
 
 
 def run_onnxruntime(proto, feeds):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import graphdef
+from batch_cases import random_feeds
 from conftest import MODELS
 
 onnx = pytest.importorskip("onnx")
@@ -22,6 +23,10 @@ from graphdef.tools.onnx import CONSTANTS_KEY, LOSS_KEY, SPECS, model_name  # no
 
 h, T, nh = onnx.helper, onnx.TensorProto, onnx.numpy_helper
 MODEL_PATHS = sorted(MODELS.glob("*.yaml"))
+# Models whose exported ops (Conv, MaxPool, Gather, Einsum, Erf...) graphdef cannot import yet (the ONNX
+# issue adds them): they export and run in onnxruntime, and their import is refused with a clear error.
+AWAITING_IMPORT = {"lenet", "majority", "digit_sum", "sentiment"}
+ROUND_TRIP = [p for p in MODEL_PATHS if p.stem not in AWAITING_IMPORT]
 
 
 @contextlib.contextmanager
@@ -409,12 +414,6 @@ def test_a_missing_file_or_a_folder_is_a_clear_error(tmp_path):
 
 # -- export: the inference graph, or with the loss ------------------------------------------
 
-def feeds_for(model, batch=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: rng.uniform(0.1, 1.0, [batch] + [d or 3 for d in (s or [])]).astype(model.dtype)
-            for k, s in model.inputs.items()}
-
-
 @pytest.mark.parametrize("path", MODEL_PATHS, ids=lambda p: p.stem)
 def test_export_writes_the_inference_graph_by_default(path):
     ort = pytest.importorskip("onnxruntime")
@@ -424,7 +423,7 @@ def test_export_writes_the_inference_graph_by_default(path):
     assert [i.name for i in proto.graph.input] == [n for n in model.inputs if n in needed]
     assert [o.name for o in proto.graph.output] == model.outputs
     assert not {p.key for p in proto.metadata_props} & {LOSS_KEY}
-    feeds = {k: v for k, v in feeds_for(model).items() if k in needed}
+    feeds = {k: v for k, v in random_feeds(model).items() if k in needed}
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     ours = model.forward(feeds)
     for name, value in zip(model.outputs, session.run(None, feeds)):
@@ -457,13 +456,13 @@ def test_an_op_without_onnx_mapping_only_in_the_loss_still_exports_for_inference
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("with_loss", [False, True], ids=["inference", "with_loss"])
-@pytest.mark.parametrize("path", MODEL_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=lambda p: p.stem)
 def test_export_then_import_keeps_outputs_loss_parameters_and_constants(path, with_loss, dtype, tmp_path):
     model = graphdef.load(path, dtype=dtype)
     gx.export(model, tmp_path / "m.onnx", with_loss=with_loss)
     back = gx.load(tmp_path / "m.onnx")
     rtol = 1e-9 if dtype == "float64" else 1e-5
-    feeds = feeds_for(model)
+    feeds = random_feeds(model)
     ours, theirs = model.forward(feeds), back.forward({k: v for k, v in feeds.items() if k in back.inputs})
     assert back.outputs == model.outputs and str(back.dtype) == dtype
     for name in model.outputs:
@@ -479,14 +478,23 @@ def test_export_then_import_keeps_outputs_loss_parameters_and_constants(path, wi
             np.testing.assert_array_equal(back.constants[model_name(back, name)], value)
 
 
-@pytest.mark.parametrize("path", MODEL_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(MODELS / f"{name}.yaml" for name in AWAITING_IMPORT), ids=lambda p: p.stem)
+def test_models_awaiting_import_are_refused_with_the_ops_named(path, tmp_path, cli):
+    gx.export(graphdef.load(path), tmp_path / "m.onnx")
+    code, _, err = cli("import", tmp_path / "m.onnx", "-o", tmp_path / "back.yaml")
+    assert code == 1 and "Traceback" not in err and err.startswith(str(tmp_path / "m.onnx"))
+    assert "the ONNX model uses ops graphdef cannot import" in err or "is not a float tensor" in err
+    assert not (tmp_path / "back.yaml").exists()
+
+
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=lambda p: p.stem)
 def test_an_imported_loss_has_the_gradients_training_follows(path):
     """graphdef trains on the mean loss of a batch: the imported model's loss has those gradients."""
     model = graphdef.load(path)
     if model.loss is None:
         pytest.skip("the model has no loss")
     back = gx.from_proto(gx.export(model, with_loss=True))
-    feeds = feeds_for(model)
+    feeds = random_feeds(model)
     ours, theirs = model.gradients(feeds, wrt=list(model.parameters)), back.gradients(feeds, wrt=list(model.parameters))
     for name in model.parameters:
         np.testing.assert_allclose(theirs[name], ours[name] / 4, rtol=1e-9, atol=1e-12)
