@@ -156,3 +156,60 @@ def test_layers_on_a_batch_are_the_layers_per_sample():
               "  t: {op: add, inputs: [s1, s2]}\n  u: {op: add, inputs: [t, s3]}",
               "x: {shape: [5, 4]}", "u")
     check_batch_equivalence(m, {"x": np.random.default_rng(4).normal(size=(3, 5, 4))}, {"x"}, of="u")
+
+
+@pytest.mark.parametrize("where, expression", [("out", "n // 0"), ("out", "max(n)"), ("out", "n.real"),
+                                               ("shape", "[n][1]"), ("constant", "[0.0] * max(n)")])
+def test_a_bad_expression_in_a_function_body_is_an_error_at_its_line(where, expression):
+    out = f'"{expression}"' if where == "out" else "3"
+    shape = f'[4, "{expression}"]' if where == "shape" else "[4, 3]"
+    constant = f'"{expression}"' if where == "constant" else "1.0"
+    text = f"""graphdef: 1
+name: e
+inputs: {{x: {{shape: [4]}}}}
+functions:
+  f:
+    attributes: {{n: {{type: int}}}}
+    inputs: [v]
+    parameters: {{V: {{shape: {shape}, init: zeros}}}}
+    constants: {{k: {constant}}}
+    nodes:
+      y: {{op: dense, inputs: [v], in: 4, out: {out}}}
+    outputs: [y]
+nodes:
+  h: {{op: f, inputs: [x], n: 3}}
+outputs: [h]
+"""
+    with pytest.raises(graphdef.GraphDefError) as e:
+        graphdef.loads(text, file="e.yaml")
+    message = str(e.value)
+    assert "cannot compute" in message and message.startswith("e.yaml:") and "called as 'h'" in message, message
+
+
+def test_a_repeat_reads_every_item_of_its_sequences():
+    with pytest.raises(graphdef.GraphDefError, match=r"a sequence of 8 items \(axis 0\) is read in 4 steps.*"
+                                                     r"called as 'h' at m.yaml:5:3"):
+        graphdef.loads("graphdef: 1\nname: m\ninputs: {xs: {shape: [8, 3]}}\nnodes:\n"
+                       "  h: {op: gru, inputs: [xs], input: 3, hidden: 4, steps: 4}\noutputs: [h]\n", file="m.yaml")
+    with pytest.raises(graphdef.GraphDefError, match=r"takes 2 inputs \(h, x\), given 1 carried \(inputs\) and 0 "):
+        graphdef.loads("graphdef: 1\nname: m\ninputs: {xs: {shape: [8, 3]}}\nnodes:\n"
+                       "  h: {op: repeat, function: gru_cell, times: 8, inputs: [xs], input: 3, hidden: 4}\n"
+                       "outputs: [h]\n")
+
+
+def test_several_outputs_are_named_not_chosen_by_an_attribute():
+    m = model("  p: {op: split, inputs: [x], sections: 3}\n  c: {op: lstm_cell, inputs: [p, p/1, p/2], input: 2,"
+              " hidden: 2}", "x: {shape: [6]}", "p/2, c, c/c_next")
+    values = m.forward({"x": np.arange(6.0)})
+    close(values["p/2"], [4.0, 5.0], "third part")
+    assert values["c/c_next"].shape == (2,)
+    with pytest.raises(graphdef.GraphDefError, match="op 'split' has no attribute 'output'"):
+        model("  p: {op: split, inputs: [x], sections: 3, output: 2}", "x: {shape: [6]}", "p")
+
+
+def test_a_token_id_beyond_the_vocabulary_is_named():
+    m = model("  e: {op: embedding, inputs: [ids], vocabulary: 5, dim: 2}", "ids: {shape: [3], dtype: int64}", "e")
+    with pytest.raises(graphdef.GraphDefError, match=r"index 7 is outside axis 0 of size 5 \(for an embedding: a "
+                                                     r"token id beyond its vocabulary\)"):
+        m.forward({"ids": [1, 7, 2]})
+    close(m.forward({"ids": [-1, 0, 4]})["e"][0], m.parameters["e/E"][4], "-1 counts from the end, as in ONNX")

@@ -405,10 +405,10 @@ def test_best_epoch_and_end_line():
     assert R.best_epoch([{"epoch": 1, "loss": 0.3}]) == (1, "loss", 0.3)
     assert R.best_epoch([]) is None
     assert R.end_line(history, "runs/d/model.yaml") == \
-        "best epoch 2 of 4 (val_loss 0.4000); saved trained model to runs/d/model.yaml"
+        "best epoch 2 of 4 (val_loss 0.4000); saved the last epoch's model to runs/d/model.yaml"
     assert R.end_line(history, "m.yaml", "val_accuracy", kept=3) == \
-        "best epoch 3 of 4 (val_accuracy 0.9000), its weights kept; saved trained model to m.yaml"
-    assert "; weights of epoch 1 kept;" in R.end_line(history, "m.yaml", kept=1)
+        "best epoch 3 of 4 (val_accuracy 0.9000); saved epoch 3's model to m.yaml"
+    assert "; saved epoch 1's model to" in R.end_line(history, "m.yaml", kept=1)
     assert R.end_line([], "m.yaml") == "saved trained model to m.yaml"
 
 

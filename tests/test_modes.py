@@ -154,3 +154,10 @@ def test_resume_restores_state_and_dropout_draws_bit_for_bit(tmp_path):
     for name, value in straight.model.variables.items():
         assert np.array_equal(resumed.model.variables[name], value), name
     assert not np.array_equal(straight.model.state["var"], np.ones(3))
+
+
+def test_running_statistics_declared_as_parameters_are_refused():
+    as_parameters = BN_MODEL.replace("state:\n", "")  # mean and var join the parameters section above
+    with pytest.raises(graphdef.GraphDefError, match=r"'mean' is a parameter, but input 'running_mean' of batch_norm "
+                                                     r"is state .*declare 'mean' under `state:`"):
+        graphdef.loads(as_parameters)

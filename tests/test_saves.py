@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import graphdef
+from batch_cases import random_feeds
 from conftest import MODELS, run_cli, time_limit as bounded
 from graphdef import GraphDefError
 from graphdef.format import serialize
@@ -85,23 +86,18 @@ def tiny(tmp_path) -> Path:
 
 # -- 1. everything in a model document survives save -> load ---------------------------------
 
-def random_inputs(model, rng) -> dict:
-    return {name: rng.uniform(0.1, 1.0, size=[3 if d is None else d for d in (shape or [])])
-            for name, shape in model.inputs.items()}
-
-
 def assert_round_trip(model, source_path, saved_path):
     """Same `show` output, same forward values (every vertex), same description, dtype, training."""
     reloaded = graphdef.load(saved_path)
     assert run_cli("show", saved_path)[1:] == run_cli("show", source_path)[1:]
-    inputs = random_inputs(model, np.random.default_rng(0))
+    inputs = random_feeds(model, batch=2)
     before, after = model.forward(inputs), reloaded.forward(inputs)
     assert list(before) == list(after)
     for name in before:
         np.testing.assert_array_equal(after[name], before[name], err_msg=name)
     for key in ("name", "description", "dtype", "outputs", "loss", "inputs", "nodes", "constants"):
         assert reloaded.doc.get(key) == model.doc.get(key), key
-    assert_same_params(reloaded.parameters, model.parameters)
+    assert_same_params(reloaded.variables, model.variables)
     return reloaded
 
 

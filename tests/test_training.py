@@ -86,7 +86,7 @@ def test_cli_train_eval_predict(tmp_path, cli):
     run = tmp_path / "run"
     code, out, err = cli("train", MODELS / "mlp.yaml", "--epochs", "3", "--lr", "0.1", "--optimizer", "momentum",
                          "--batch-size", "8", "--seed", "1", "-o", run, "--json")
-    assert code == 0 and f"saved trained model to {run / 'model.yaml'}" in err
+    assert code == 0 and f"model to {run / 'model.yaml'}" in err
     result = json.loads(out)
     assert result["status"] == "finished" and len(result["history"]) == 3
     assert set(result["history"][0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}

@@ -2,14 +2,15 @@
 
 Inside a function body (or a `repeat` node), a string whose every name is an attribute in
 scope stands for its value, computed here. It is a small language, evaluated by walking
-the syntax tree, never by Python's eval: numbers, strings, lists, arithmetic on numbers,
-comparisons, `and`/`or`/`not`, `x if c else y`, indexing and slicing, len/min/max, and a
-list repeated (`[0.0] * hidden`: an initial state). A model file cannot run code, and cannot
-ask for a huge value.
+the syntax tree, never by Python's eval: numbers, strings, lists, arithmetic on numbers
+(`+ - * / // % **`), comparisons, `and`/`or`/`not`, `x if c else y`, indexing and slicing,
+len/min/max, and a list repeated (`[0.0] * hidden`: an initial state). A model file cannot
+run code, and cannot ask for a huge value.
 """
 from __future__ import annotations
 
 import ast
+import math
 import operator
 
 MAX_LENGTH = 200  # characters: an attribute expression is a short formula
@@ -17,7 +18,7 @@ MAX_NUMBER = 2 ** 53  # every value an integer arithmetic may produce stays a sa
 MAX_ITEMS = 1_000_000  # a repeated list
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
-           ast.Mod: operator.mod, ast.Div: operator.truediv}
+           ast.Mod: operator.mod, ast.Div: operator.truediv, ast.Pow: operator.pow}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 _CALLS = {"len": len, "min": min, "max": max}
@@ -57,7 +58,7 @@ def evaluate(text: str, scope: dict):
         return _value(ast.parse(text.strip(), mode="eval").body, scope)
     except ExpressionError as e:
         raise ExpressionError(f"cannot compute '{text}': {e}") from None
-    except (TypeError, IndexError, KeyError, ZeroDivisionError, RecursionError) as e:
+    except (TypeError, IndexError, KeyError, ArithmeticError, ValueError, RecursionError) as e:
         raise ExpressionError(f"cannot compute '{text}': {e}") from None
 
 
@@ -78,7 +79,12 @@ def _value(node, scope: dict):
             return left * right
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
             raise ExpressionError("arithmetic is on numbers only")
-        return _bounded(_BINARY[type(node.op)](left, right))
+        if isinstance(node.op, ast.Pow) and abs(left) > 1 and abs(right) * math.log2(abs(left)) > 53:
+            raise ExpressionError(f"{left} ** {right} is too large")  # checked before it is computed
+        result = _BINARY[type(node.op)](left, right)
+        if isinstance(result, complex):
+            raise ExpressionError(f"{left} ** {right} is not a real number")
+        return _bounded(result)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
         operand = _value(node.operand, scope)
         return (not operand) if isinstance(node.op, ast.Not) else -operand

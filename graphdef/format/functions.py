@@ -31,6 +31,12 @@ CALL_KEYS = ("op", "inputs", "description", "parameters")
 REPEAT_KEYS = ("op", "inputs", "description", "parameters", "function", "times", "over", "shared")
 REPEAT = object()  # marks a `repeat` node, which the expander unrolls
 REFERENCES = ("inputs", "over")  # keys of a node whose entries name values
+REPEAT_SIGNATURE = "repeat(inputs..., function: string, times: int, over: names = [], shared: bool = false, ...)"
+REPEAT_DOC = ("the function applied `times` times: inputs carried from step to step, one item of each `over` "
+              "sequence per step; other keys are its attributes (`step`, `times` in expressions)")
+FAILED = object()  # an attribute expression that could not be computed (and was reported)
+EXPRESSION_HINT = ("an attribute expression may use the attributes in scope, numbers, strings and lists, "
+                   "+ - * / // % **, comparisons, and/or/not, x if c else y, indexing, len/min/max")
 
 
 @dataclass(frozen=True)
@@ -287,8 +293,9 @@ class _Expander:
         env |= self._parameters(fn, body, attrs, spec.get("parameters") or {}, prefix, site, chain)
         env |= self._parameters(fn, body, attrs, {}, prefix, site, chain, "state")
         for name, value in (body.get("constants") or {}).items():
-            value = {**value, "value": substitute(value["value"], attrs)} if isinstance(value, dict) \
-                else substitute(value, attrs)
+            place = self._origin(fn, ("constants", name))
+            computed = self._computed(value["value"] if isinstance(value, dict) else value, attrs, place, chain)
+            value = {**value, "value": computed} if isinstance(value, dict) else computed
             env[name] = self._place(self.constants, f"{prefix}/{name}", value, fn, ("constants", name), "constants")
         outputs = body["outputs"]
         env |= {n: target if n == outputs[0] else f"{prefix}/{n}" for n in body.get("nodes") or {}}
@@ -319,11 +326,16 @@ class _Expander:
         try:
             times = evaluate(str(spec.get("times")), scope) if isinstance(spec.get("times"), str) else spec.get("times")
         except ExpressionError as e:
-            return self.error((site[0], site[1] + ("times",)), f"repeat: {e}", chain=chain)
+            return self.error((site[0], site[1] + ("times",)), f"repeat: {e}", EXPRESSION_HINT, chain)
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
             return self.error((site[0], site[1] + ("times",)), f"repeat needs times: a count of at least 1, "
                               f"got {times!r}", "write times: 3, or an expression such as len(sizes) - 1", chain)
         carried, over = list(spec["inputs"]), list(spec.get("over") or [])
+        wanted = fn.body.get("inputs") or []
+        if len(carried) + len(over) != len(wanted):
+            return self.error((site[0], site[1] + ("inputs",)), f"repeat: function '{fn.name}' takes {len(wanted)} "
+                              f"inputs ({', '.join(wanted)}), given {len(carried)} carried (inputs) and {len(over)} "
+                              "sequences (over)", "carried values come first, then one item of each sequence", chain)
         given = {k: v for k, v in spec.items() if k not in REPEAT_KEYS}
         first = f"{prefix}1"
         for step in range(times):
@@ -331,8 +343,8 @@ class _Expander:
             try:
                 attrs = {k: substitute(v, here) for k, v in given.items()}
             except ExpressionError as e:
-                return self.error(site, f"repeat, step {step}: {e}", chain=chain)
-            items = [self._item(sequence, step, f"{prefix}{step + 1}/over{j}", chain)
+                return self.error(site, f"repeat, step {step}: {e}", EXPRESSION_HINT, chain)
+            items = [self._item(sequence, step, times, f"{prefix}{step + 1}/over{j}", site, chain)
                      for j, sequence in enumerate(over)]
             shared = {p[len(first) + 1:]: p for p in self.parameters if p.startswith(first + "/")
                       and "/" not in p[len(first) + 1:]} if spec.get("shared") and step else {}
@@ -352,6 +364,14 @@ class _Expander:
             self._belongs(alias, prefix, chain)
         return [target, *(f"{prefix}/{n.rsplit('/', 1)[-1]}" for n in made[1:])]
 
+    def _computed(self, value, attrs: dict, place: tuple, chain: tuple):
+        """`value` with its attribute expressions computed; FAILED (and a problem at `place`) when one cannot be."""
+        try:
+            return substitute(value, attrs)
+        except ExpressionError as e:
+            self.error(place, str(e), EXPRESSION_HINT, chain)
+            return FAILED
+
     def _further(self, fn: Function, ref: str, attrs: dict, prefix: str, env: dict) -> str | None:
         """The vertex of `ref` = NODE/OUTPUT, a further output of a node of fn's body (None: not one):
         CALL/NAME for a call (or repeat), NODE/i for an op with several outputs."""
@@ -359,13 +379,22 @@ class _Expander:
         node = (fn.body.get("nodes") or {}).get(head)
         if node is None:
             return None
-        op = substitute(node.get("op"), attrs)
+        try:
+            op = substitute(node.get("op"), attrs)
+        except ExpressionError:
+            return None  # reported where the node is expanded
         return f"{prefix}/{head}/{output}" if op in self.functions or op == "repeat" else f"{env[head]}/{output}"
 
-    def _item(self, sequence: str, step: int, name: str, chain: tuple) -> str:
-        """Item `step` of a sequence (along its first per-sample axis), for one step of a repeat."""
-        self.add(self.nodes, name, {"op": "select", "inputs": [sequence], "axis": 0, "index": step})
+    def _item(self, sequence: str, step: int, times: int, name: str, site: tuple, chain: tuple) -> str:
+        """Item `step` of a sequence of `times` items (its first per-sample axis), for one step of a repeat;
+        a problem with it is reported where the repeat is written."""
+        checked = {"size": times} if step == 0 else {}  # the first step checks the length, once
+        self.add(self.nodes, name, {"op": "select", "inputs": [sequence], "axis": 0, "index": step, **checked})
         self._belongs(name, name.rsplit("/", 1)[0], chain)
+        source, path = site
+        where = source.positions.get(path)
+        if where is not None:
+            self.positions[("nodes", name)] = (*where[:2], where[2] if len(where) > 2 else source.file)
         return name
 
     def _bind(self, fn: Function, spec: dict, site: tuple, chain: tuple) -> dict | None:
@@ -396,7 +425,9 @@ class _Expander:
                                f"shared parameter '{shared[name]}' is not a parameter of the model",
                                did_you_mean(shared[name], self.parameters), chain[:-1])
                 continue
-            spec = {k: substitute(v, attrs) for k, v in spec.items()}
+            spec = {k: self._computed(v, attrs, self._origin(fn, (section, name, k)), chain) for k, v in spec.items()}
+            if FAILED in spec.values():
+                continue
             bad = [d for d in spec.get("shape", []) if not isinstance(d, int) or isinstance(d, bool) or d < 0]
             init = spec.get("init")
             init = init.get("type") if isinstance(init, dict) else init
@@ -428,8 +459,8 @@ class _Expander:
                                    f"'{fn.name}'", did_you_mean(ref, list(env) + list(attrs)), chain)
                     new[key].append(env.get(ref, attrs.get(ref, ref)) if isinstance(ref, str) else ref)
             elif key != "parameters":
-                new[key] = substitute(value, attrs)
-        if not self._substituted(fn, node, new, place, chain):
+                new[key] = self._computed(value, attrs, (place[0], place[1] + (key,)), chain)
+        if FAILED in new.values() or not self._substituted(fn, node, new, place, chain):
             return
         new["op"] = "identity" if new["op"] == "none" else new["op"]
         if "parameters" in node:

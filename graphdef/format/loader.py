@@ -195,6 +195,9 @@ class _Loader:
         calls, members = dict(self.source.calls), dict(self.source.members)
         for name, spec in nodes.items():
             op = OPS.get(spec["op"]) if spec is not BROKEN else None
+            if op is not None and op.outputs and "output" in spec:
+                self.error(("nodes", name, "output"), f"op '{op.name}' has no attribute 'output'",
+                           f"its outputs are {name}, {name}/1, ...: name the one you need where it is used")
             count = _output_count(op, spec) if op is not None and op.outputs else 0
             split[name] = {**spec, "output": 0} if count else spec
             for i in range(1, count):
@@ -300,6 +303,16 @@ class _Loader:
             op = self._op(path, spec)
             if op is not None:
                 self.graph.nodes[name]["attrs"] = self._attrs(path, op, spec)
+                self._check_state(path, op, args)
+
+    def _check_state(self, path, op, args):
+        """An op's state inputs (running statistics) are state, updated by its training steps: a parameter
+        there would be trained by gradients instead, and never updated."""
+        for position in op.state:
+            if position < len(args) and self.graph.nodes[args[position]]["kind"] == "parameter":
+                self.error(path + ("inputs", position), f"'{args[position]}' is a parameter, but input "
+                           f"'{op.args[position]}' of {op.name} is state (updated by training steps, not by gradients)",
+                           f"declare '{args[position]}' under `state:` instead of `parameters:`")
 
     def _literal(self, node: str, i: int, value) -> str:
         name = f"{node}[{i}]"

@@ -28,8 +28,9 @@ def _dropout_scaled(x, *, p: float = 0.5, training, rng):
 
 
 def _dropout(x, *, p: float = 0.5, training, rng):
-    """In training, zero each element with probability p and scale the rest by 1/(1−p); else x
-    (∂/∂x = the same mask and scale)."""
+    """In training, x with each element zeroed with probability p, the rest scaled by 1/(1−p); else x.
+
+    ∂/∂x is the same mask and scale, which `save` keeps from the forward pass."""
     return _dropout_scaled(x, p=p, training=training, rng=rng)[0]
 
 
@@ -71,8 +72,10 @@ def _batch_norm_saving(x, weight, bias, running_mean, running_var, *, momentum: 
 
 def _batch_norm(x, weight, bias, running_mean, running_var, *, momentum: float = 0.1, eps: float = 1e-5,
                 batch_dims: int = 0, training):
-    """weight·(x − μ)/√(σ² + eps) + bias per channel (axis 0 of a sample): μ, σ² of the batch in training,
-    the running statistics in inference (∂/∂x through the batch statistics in training)."""
+    """weight·(x − μ)/√(σ² + eps) + bias per channel (a sample's axis 0), μ and σ² the batch's or the running ones.
+
+    Training normalizes with the batch's statistics (and ∂/∂x flows through them); inference with
+    the running statistics, which `update` moves after each training step."""
     return _batch_norm_saving(x, weight, bias, running_mean, running_var, momentum=momentum, eps=eps,
                               batch_dims=batch_dims, training=training)[0]
 

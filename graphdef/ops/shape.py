@@ -148,9 +148,9 @@ def _part(size: int, sections, output: int) -> slice:
 
 
 def _split(x, *, sections: int | list[int], axis: int = 0, output: int):
-    """Part `output` of x cut along axis into equal parts or parts of listed sizes; ∂ puts g back in zeros.
+    """x cut along axis into parts (outputs NODE, NODE/1, ...); ∂ puts g back in zeros.
 
-    sections: an int is the number of equal parts, which must divide the axis (np.split; not torch.split's
+    The loader makes one vertex per part, each computing part `output`. sections: an int is the number of equal parts, which must divide the axis (np.split; not torch.split's
     chunk size, as the number of outputs must follow from the attributes); a list gives the parts' sizes
     (torch.split).
     """
@@ -287,15 +287,22 @@ register_op("slice", _slice, "_placed(g, x, _slicing(x.shape, starts, ends, axes
                       ex((2, 3, 4), starts=[0, 1], ends=[4, 3], axes=[2, 0], steps=[3, 1])])
 
 
-def _select(x, *, axis: int, index: int):
-    """x at `index` (negative: from the end) on axis, which is dropped (torch.select); ∂ puts g back in zeros."""
+def _select(x, *, axis: int, index: int, size: int | None = None):
+    """x at `index` (negative: from the end) on axis, which is dropped (torch.select); ∂ puts g back in zeros.
+
+    `size`, if given, is the size the axis must have, checked when the model loads: a repeat's steps
+    read the items of its `over` sequences this way, and must read every one of them.
+    """
     return x[_at(x.ndim, axis, index)]
 
 
-def _select_shape(x, *, axis, index):
+def _select_shape(x, *, axis, index, size=None):
     if x is None:
         return None
     a = _axis(axis, len(x))
+    if size is not None and x[a] is not None and x[a] != size:
+        raise ShapeError(f"a sequence of {x[a]} items (axis {axis}) is read in {size} steps: a repeat over it "
+                         f"must run as many steps as it has items (times: {x[a]})")
     if x[a] is not None and not -x[a] <= index < x[a]:
         raise ShapeError(f"index {index} is out of range for axis {axis} of size {x[a]}")
     return x[:a] + x[a + 1:]
@@ -304,7 +311,8 @@ def _select_shape(x, *, axis, index):
 register_op("select", _select, "_placed(g, x, _at(x.ndim, axis, index))",
             shape=_select_shape, batch=along_axis, dtype=SAME, torch="x: x.select(axis, index)",
             onnx=lambda e, i, o, a: e.node("Gather", [i[0], _int64(e, a["index"])], o, axis=a["axis"]),
-            examples=[ex((3,), axis=0, index=1), ex((2, 3), axis=1, index=-1), ex((2, 3, 2), axis=-3, index=0)])
+            examples=[ex((3,), axis=0, index=1), ex((2, 3), axis=1, index=-1), ex((2, 3, 2), axis=-3, index=0),
+                      ex((4, 2), axis=0, index=3, size=4)])
 
 
 # -- squeeze, unsqueeze, expand, flatten: the same values in another shape -----------------
@@ -564,8 +572,14 @@ register_op("pad", _pad, "_pad_vjp(g, x, pads, mode)", shape=_pad_shape, dtype=S
 def _gather(x, indices, *, axis: int = 0):
     """x's entries at indices along axis (np.take; an embedding lookup at axis 0); ∂x scatter-adds g back.
 
-    The indices' shape replaces the axis: torch.index_select for indices of any shape.
+    The indices' shape replaces the axis: torch.index_select for indices of any shape. As in ONNX,
+    an index may count from the end (-1 is the last entry); one outside the axis is an error.
     """
+    size = np.shape(x)[axis]
+    if np.size(indices) and not -size <= np.min(indices) <= np.max(indices) < size:
+        bad = np.min(indices) if np.min(indices) < -size else np.max(indices)
+        raise IndexError(f"index {bad} is outside axis {axis} of size {size} (for an embedding: a token id "
+                         f"beyond its vocabulary); indices must lie in 0..{size - 1}")
     return x[_at(x.ndim, axis, indices)]
 
 

@@ -30,12 +30,13 @@ from .. import __version__, evaluate, load, predict, train
 from ..engine.model import METHODS
 from ..errors import GraphDefError, Problem, did_you_mean
 from ..format.data import read_arrays
-from ..format.functions import standard_library
+from ..format.functions import REPEAT_DOC, REPEAT_SIGNATURE, standard_library
 from ..format.schema import schema_text
 from ..format.serialize import atomic_write, save
 from ..format.source import Limits
 from ..ops import OPS
 from ..training.config import check_overrides
+from ..training.datasets import BUILTIN
 from ..training.optimizers import DEFAULTS as OPTIMIZERS
 from ..training.plot import plot_run
 from ..training.tables import prediction_columns, to_csv
@@ -414,7 +415,8 @@ def cmd_ops(args, out, err):
         print(f"  {op.signature()}\n      {op.doc}", file=out)
     print("functions (standard library; expanded into primitive ops when a model loads):", file=out)
     for fn in sorted(standard_library().values(), key=lambda f: f.name):
-        print(f"  {fn.signature()}  [function]\n      {fn.doc}", file=out)
+        print(f"  {fn.signature()} -> {', '.join(fn.body['outputs'])}  [function]\n      {fn.doc}", file=out)
+    print(f"  {REPEAT_SIGNATURE}  [construct]\n      {REPEAT_DOC}", file=out)
 
 
 def cmd_schema(args, out, err):
@@ -538,7 +540,7 @@ AT_INPUTS_JSON = (MODEL.but(metavar="FILE"), AT, INPUTS, JSON)  # run and grad: 
 OF = arg("--of", metavar="NODE")
 WRT = arg("--wrt", nargs="+", metavar="NAME")
 OUTPUT = arg("-o", "--output")
-DATA_HELP = "built-in data set (xor, moons, spirals, digits) or a .csv/.npz file"
+DATA_HELP = f"built-in data set ({', '.join(BUILTIN)}) or a .csv/.npz file"
 
 COMMANDS = (
     Command("validate", cmd_validate, "check model files against the schema and the op rules",

@@ -64,6 +64,8 @@ def feed(model, data: dict, mapping: dict | None, names) -> dict:
     mapping, feeds, problems = mapping or {}, {}, []
     for name in names:
         spec = mapping.get(name, name)
+        if isinstance(spec, str) and spec not in data and name in data:
+            spec = name  # data of the input's own name (a file to predict on), where the mapped column is absent
         try:
             integer = name in model.input_dtypes
             feeds[name] = _checked(model, name, _select(data, spec, model.inputs[name], integer))

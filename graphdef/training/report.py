@@ -66,6 +66,9 @@ def summary(model, config, n_train: int, n_val: int, metrics=(), terms=()) -> li
              f"{n_train:,} training samples, {n_val:,} validation ({n_val / max(n_train + n_val, 1):.0%})",
              f"  loss {config.loss}" + (f" = {' + '.join(terms)}" if terms else "")
              + f"; metrics: {', '.join(metrics) or 'none'}"]
+    if model.state:
+        lines.append(f"  {len(model.state)} state arrays (running statistics: updated by training steps, used "
+                     "in inference)")
     if config.early_stopping:
         lines.append(f"  early stopping: {_settings({'name': 'on', **config.early_stopping})}")
     return lines
@@ -107,14 +110,14 @@ def best_epoch(history, monitor: str | None = None) -> tuple[int, str, float] | 
 
 
 def end_line(history, saved, monitor: str | None = None, kept: int | None = None) -> str:
-    """`best epoch 27 of 30 (val_loss 0.0712); saved trained model to PATH`; `kept`, the epoch whose
-    weights early stopping restored, is said when it is the one saved."""
+    """`best epoch 27 of 30 (val_loss 0.0712); saved the last epoch's model to PATH`; `kept`, the epoch
+    whose weights early stopping restored, is said when it is the one saved."""
     best = best_epoch(history, monitor)
     if best is None:
         return f"saved trained model to {saved}"
     epoch, key, value = best
-    weights = ", its weights kept" if kept == epoch else (f"; weights of epoch {kept} kept" if kept else "")
-    return f"best epoch {epoch} of {len(history)} ({key} {number(value)}){weights}; saved trained model to {saved}"
+    which = f"epoch {kept}'s" if kept else "the last epoch's"
+    return f"best epoch {epoch} of {len(history)} ({key} {number(value)}); saved {which} model to {saved}"
 
 
 def confusion_lines(matrix, title: str = "confusion") -> list[str]:
