@@ -91,7 +91,7 @@ def test_all_errors_of_a_file_are_reported_together():
 @pytest.mark.parametrize("text, expected", [
     ("", "the file is empty"),
     ("graphdef: 1\nname: x\nparameters: {w: {shape: [100000, 100000, 100000], init: zeros}}\noutputs: [w]\n",
-     "the parameters hold 1,000,000,000,000,000 values, more than 268,435,456"),
+     "the parameters and state hold 1,000,000,000,000,000 values, more than 268,435,456"),
     (b"\xff\xfe\x00garbage", "the file is not UTF-8"),
 ])
 def test_unlocated_file_errors(cli, tmp_path, text, expected):

@@ -540,3 +540,39 @@ def test_random_mutations_load_or_are_refused(name):
                 assert "\n" not in "".join(str(p) for p in e.errors), text
                 continue
         assert model.graph is not None
+
+
+# -- the vocabulary of real models: small files that ask for too much, or name things twice --------------
+
+ONE_INPUT = "graphdef: 1\nname: m\ninputs: {x: {shape: [4]}}\n"
+CELL = "functions:\n  f:\n    inputs: [v]\n    nodes: {y: {op: relu, inputs: [v]}}\n    outputs: [y]\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (ONE_INPUT + "state:\n  s: {shape: [30000, 30000], init: normal}\nnodes: {y: {op: relu, inputs: [x]}}\noutputs: [y]\n",
+     "the parameters and state hold 900,000,000 values"),
+    (ONE_INPUT + "nodes:\n  y: {op: split, inputs: [x], sections: 100000000}\noutputs: [y]\n",
+     "split into 100,000,000 outputs: more vertices than"),
+    (ONE_INPUT + CELL + "nodes:\n  a: {op: repeat, function: f, times: 1000000000000, inputs: [x]}\noutputs: [a]\n",
+     "function calls expand the model to at least 1,000,000,000,001 vertices"),
+    (ONE_INPUT + "functions:\n  f:\n    attributes: {n: {type: int}}\n    inputs: [v]\n    constants: {c: '[[0.0] * n] * n'}\n"
+     "    nodes: {y: {op: add, inputs: [v, c]}}\n    outputs: [y]\nnodes:\n  a: {op: f, inputs: [x], n: 30000}\n"
+     "outputs: [a]\n", "a list of 900,000,000 numbers is too long"),
+    (ONE_INPUT + "nodes:\n  y: {op: slice, inputs: [x], starts: [0], ends: [99999999999999999999999]}\noutputs: [y]\n",
+     "attribute 'ends' of op 'slice' must be ints"),
+])
+def test_a_small_file_cannot_ask_for_too_much(text, message):
+    with time_limit(10):
+        with pytest.raises(graphdef.GraphDefError, match=message):
+            graphdef.loads(text)
+
+
+@pytest.mark.parametrize("nodes, message", [
+    ("  d: {op: dense, inputs: [x], in: 4, out: 4}\n  d/xw: {op: neg, inputs: [x]}\n", "'d/xw' is defined twice"),
+    ("  layer1: {op: neg, inputs: [x]}\n  layer: {op: repeat, function: dense, times: 2, inputs: [x], in: 4, out: 4}\n",
+     "'layer1' is defined twice"),
+    ("  p: {op: split, inputs: [x], sections: 2}\n  p/1: {op: neg, inputs: [x]}\n", "'p/1' is defined twice"),
+])
+def test_a_made_name_never_silently_replaces_a_vertex(nodes, message):
+    with pytest.raises(graphdef.GraphDefError, match=message):
+        graphdef.loads(ONE_INPUT + "nodes:\n" + nodes + "outputs: [x]\n")

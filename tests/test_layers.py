@@ -213,3 +213,15 @@ def test_a_token_id_beyond_the_vocabulary_is_named():
                                                      r"token id beyond its vocabulary\)"):
         m.forward({"ids": [1, 7, 2]})
     close(m.forward({"ids": [-1, 0, 4]})["e"][0], m.parameters["e/E"][4], "-1 counts from the end, as in ONNX")
+
+
+def test_shared_steps_share_the_parameters_of_nested_calls_and_integers_pass_through_functions():
+    m = model("  h: {op: repeat, function: cell, times: 3, inputs: [x], shared: true}", "x: {shape: [4]}", "h",
+              extra="functions:\n  cell:\n    inputs: [v]\n    nodes: {d: {op: dense, inputs: [v], in: 4, out: 4,"
+                    " activation: tanh}}\n    outputs: [d]\n")
+    assert sorted(m.parameters) == ["h1/d/W", "h1/d/b"]
+    m = model("  a: {op: f, inputs: [t]}\n  e: {op: embedding, inputs: [a/v], vocabulary: 5, dim: 2}",
+              "t: {shape: [3], dtype: int64}", "e",
+              extra="functions:\n  f:\n    inputs: [v]\n    nodes: {r: {op: reshape, inputs: [v], shape: [3, 1]}}\n"
+                    "    outputs: [r, v]\n")
+    assert m.graph.vertices["a/v"].dtype == "int64"

@@ -161,3 +161,18 @@ def test_running_statistics_declared_as_parameters_are_refused():
     with pytest.raises(graphdef.GraphDefError, match=r"'mean' is a parameter, but input 'running_mean' of batch_norm "
                                                      r"is state .*declare 'mean' under `state:`"):
         graphdef.loads(as_parameters)
+
+
+def test_a_running_statistic_is_updated_by_one_op_only():
+    with pytest.raises(graphdef.GraphDefError, match=r"state 'mean' would be updated twice"):
+        graphdef.loads(BN_MODEL.replace("inputs: [x, w, b, mean, var]", "inputs: [x, w, b, mean, mean]"))
+
+
+@pytest.mark.parametrize("node, message", [
+    ("{op: batch_norm, inputs: [x, w, b, mean, var], eps: -1.0}", "eps must be positive"),
+    ("{op: softplus, inputs: [x], beta: 0.0}", "beta must be positive"),
+    ("{op: max_pool2d, inputs: [x], kernel_size: -2}", "kernel_size must be positive"),
+])
+def test_settings_that_only_make_sense_above_zero_are_refused_at_load(node, message):
+    with pytest.raises(graphdef.GraphDefError, match=message):
+        graphdef.loads(BN_MODEL.replace("{op: batch_norm, inputs: [x, w, b, mean, var], momentum: 0.3}", node))

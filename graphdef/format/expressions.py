@@ -74,8 +74,8 @@ def _value(node, scope: dict):
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _value(node.left, scope), _value(node.right, scope)
         if isinstance(node.op, ast.Mult) and isinstance(left, list) and isinstance(right, int):
-            if not 0 <= len(left) * right <= MAX_ITEMS:
-                raise ExpressionError(f"a list of {len(left) * right:,} items is too long")
+            if not 0 <= items(left) * right <= MAX_ITEMS:
+                raise ExpressionError(f"a list of {items(left) * right:,} numbers is too long (at most {MAX_ITEMS:,})")
             return left * right
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
             raise ExpressionError("arithmetic is on numbers only")
@@ -107,6 +107,17 @@ def _value(node, scope: dict):
             and not node.keywords:
         return _CALLS[node.func.id](*[_value(a, scope) for a in node.args])
     raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in an attribute expression")
+
+
+def items(value, seen=None) -> int:
+    """How many numbers (or strings) a possibly nested list holds, each shared sublist counted where it
+    appears: "[[0.0] * n] * n" holds n² of them, counted in n steps."""
+    if not isinstance(value, list):
+        return 1
+    seen = {} if seen is None else seen
+    if id(value) not in seen:
+        seen[id(value)] = sum(items(v, seen) for v in value)
+    return seen[id(value)]
 
 
 def _index(node, scope: dict):

@@ -98,16 +98,23 @@ def _check_size(source: Source, functions: dict, limits: Limits) -> None:
         if fn.name not in sizes:
             sizes[fn.name] = 1  # while it is counted: a recursive call is reported by the expansion
             body = fn.body
-            sizes[fn.name] = len(body.get("constants") or {}) + sum(
-                size(functions[node["op"]]) if node.get("op") in functions else 1
-                for node in (body.get("nodes") or {}).values())
+            sizes[fn.name] = len(body.get("constants") or {}) + sum(map(node_size, (body.get("nodes") or {}).values()))
         return sizes[fn.name]
+
+    def node_size(node) -> int:
+        """A node's vertices: a call's function's, a repeat's times × its function's (when times is a number)."""
+        if node is BROKEN:
+            return 1
+        if node.get("op") == "repeat" and node.get("function") in functions:
+            times = node.get("times")
+            steps = times if isinstance(times, int) and not isinstance(times, bool) and times > 0 else 1
+            return steps * (size(functions[node["function"]]) + len(node.get("over") or []))
+        return size(functions[node["op"]]) if node.get("op") in functions else 1
 
     doc = source.data
     try:
-        count = sum(len(doc.get(k) or {}) for k in ("inputs", "parameters", "constants")) + sum(
-            size(functions[spec["op"]]) if spec is not BROKEN and spec["op"] in functions else 1
-            for spec in (doc.get("nodes") or {}).values())
+        count = sum(len(doc.get(k) or {}) for k in ("inputs", "parameters", "state", "constants")) + sum(
+            map(node_size, (doc.get("nodes") or {}).values()))
     except RecursionError:  # functions nested deeper than Python recurses: the expansion stops at max_depth
         return
     if count > limits.max_vertices:
@@ -249,7 +256,15 @@ class _Expander:
         return Source(doc, self.source.file, self.positions, self.calls, self.members)
 
     def add(self, section: dict, name: str, spec) -> None:
-        """Add a vertex, counting: nested calls can multiply a 3 KB file into billions of vertices."""
+        """Add a vertex, counting: nested calls can multiply a 3 KB file into billions of vertices. A name
+        taken already (a node of the model named like a call's internal vertex, a repeat's step or a
+        multi-output's NODE/1) is an error: replacing either would silently change the model."""
+        if name in section:
+            self.problems.append(self.source.problem((("nodes" if section is self.nodes else "parameters"), name),
+                                                     f"'{name}' is defined twice: by the model and by expanding a call "
+                                                     "or repeat (calls name their vertices CALL/NAME, repeats' steps "
+                                                     "NODE1, NODE2...)", "rename one of them"))
+            return
         section[name] = spec
         if self.inputs + len(self.nodes) + len(self.parameters) + len(self.state) + len(self.constants) \
                 > self.limits.max_vertices:
@@ -290,7 +305,12 @@ class _Expander:
                               f"function '{fn.name}' takes {len(inputs)} inputs ({', '.join(inputs)}), "
                               f"got {len(spec['inputs'])}", chain=chain[:-1])
         env = dict(zip(inputs, spec["inputs"]))
-        env |= self._parameters(fn, body, attrs, spec.get("parameters") or {}, prefix, site, chain)
+        bound = spec.get("parameters") or {}  # NAME: this function's own; CALL/NAME: a nested call's (shared)
+        own = {k: v for k, v in bound.items() if "/" not in k}
+        for key in (k for k in bound if "/" in k and k.split("/", 1)[0] not in (body.get("nodes") or {})):
+            self.error((site[0], site[1] + ("parameters", key)), f"function '{fn.name}' has no call "
+                       f"'{key.split('/', 1)[0]}' whose parameter '{key}' could be bound", chain=chain)
+        env |= self._parameters(fn, body, attrs, own, prefix, site, chain)
         env |= self._parameters(fn, body, attrs, {}, prefix, site, chain, "state")
         for name, value in (body.get("constants") or {}).items():
             place = self._origin(fn, ("constants", name))
@@ -300,7 +320,8 @@ class _Expander:
         outputs = body["outputs"]
         env |= {n: target if n == outputs[0] else f"{prefix}/{n}" for n in body.get("nodes") or {}}
         for name, node in (body.get("nodes") or {}).items():
-            self._node(fn, name, node, env, attrs, prefix, chain)
+            inherited = {k.split("/", 1)[1]: v for k, v in bound.items() if k.split("/", 1)[0] == name and "/" in k}
+            self._node(fn, name, node, env, attrs, prefix, chain, inherited)
         made = [target if i == 0 else f"{prefix}/{out}" for i, out in enumerate(outputs)]
         for i, (out, name) in enumerate(zip(outputs, made)):
             if out not in (body.get("nodes") or {}) or (i > 0 and env[out] != name):
@@ -346,8 +367,8 @@ class _Expander:
                 return self.error(site, f"repeat, step {step}: {e}", EXPRESSION_HINT, chain)
             items = [self._item(sequence, step, times, f"{prefix}{step + 1}/over{j}", site, chain)
                      for j, sequence in enumerate(over)]
-            shared = {p[len(first) + 1:]: p for p in self.parameters if p.startswith(first + "/")
-                      and "/" not in p[len(first) + 1:]} if spec.get("shared") and step else {}
+            shared = {p[len(first) + 1:]: p for p in self.parameters if p.startswith(first + "/")} \
+                if spec.get("shared") and step else {}  # every parameter of step 1, its nested calls' too
             last = step == times - 1
             made = self.call(fn, {"op": fn.name, "inputs": carried + items, **attrs, "parameters": shared},
                              target if last else f"{prefix}{step + 1}", f"{prefix}{step + 1}", site, chain)
@@ -414,7 +435,7 @@ class _Expander:
                     section: str = "parameters") -> dict:
         """The call's parameters (or, with section="state", its state): CALL/NAME, or the model's shared ones."""
         env = {}
-        for key in set(shared) - set(body.get("parameters") or {}):
+        for key in set(shared) - set(body.get("parameters") or {}) if section == "parameters" else ():
             self.error((site[0], site[1] + ("parameters", key)), f"function '{fn.name}' has no parameter '{key}'",
                        did_you_mean(key, body.get("parameters") or {}), chain[:-1])
         for name, spec in (body.get(section) or {}).items():
@@ -445,7 +466,9 @@ class _Expander:
                 self._belongs(env[name], prefix, chain)
         return env
 
-    def _node(self, fn: Function, name: str, node: dict, env: dict, attrs: dict, prefix: str, chain: tuple):
+    def _node(self, fn: Function, name: str, node: dict, env: dict, attrs: dict, prefix: str, chain: tuple,
+              inherited: dict | None = None):
+        """One node of a function's body; `inherited`: parameters bound to the node (a call) from outside."""
         place = self._origin(fn, ("nodes", name))
         new = {}
         for key, value in node.items():
@@ -463,8 +486,9 @@ class _Expander:
         if FAILED in new.values() or not self._substituted(fn, node, new, place, chain):
             return
         new["op"] = "identity" if new["op"] == "none" else new["op"]
-        if "parameters" in node:
-            new["parameters"] = {k: env.get(v, v) for k, v in node["parameters"].items()}
+        if "parameters" in node or inherited:
+            new["parameters"] = {**{k: env.get(v, v) for k, v in (node.get("parameters") or {}).items()},
+                                 **(inherited or {})}
         target = env[name]
         inner = self.functions.get(new["op"], REPEAT if new["op"] == "repeat" else None)
         if inner is not None:

@@ -121,12 +121,13 @@ def _check_vertices(source: Source, limits: Limits) -> None:
 
 
 def _check_parameter_values(source: Source, limits: Limits) -> None:
-    """The values the parameters declare, counted before any is drawn or read."""
-    declared = sum(math.prod(p["shape"]) for p in (source.data.get("parameters") or {}).values()
+    """The values the parameters and the state declare, counted before any is drawn or read."""
+    declared = sum(math.prod(p["shape"]) for section in ("parameters", "state")
+                   for p in (source.data.get(section) or {}).values()
                    if isinstance(p, dict) and isinstance(p.get("shape"), list)
                    and all(isinstance(d, int) for d in p["shape"]))
     if declared > limits.max_parameter_values:
-        raise GraphDefError(Problem(f"the parameters hold {declared:,} values, more than "
+        raise GraphDefError(Problem(f"the parameters and state hold {declared:,} values, more than "
                                     f"{limits.max_parameter_values:,}", source.file,
                                     hint=limits.exceeded("max_parameter_values")))
 
@@ -139,6 +140,7 @@ class _Loader:
         self.graph = nx.MultiDiGraph()
         self.problems = list(problems)  # found before (schema, calls): their vertices are BROKEN
         self.broken = set()  # vertices with a problem: the others are still checked, these no further
+        self.updated = {}  # state vertex -> the node whose op updates it
         self.weights = _Weights(source, allow_outside, limits, self.error) if "weights" in self.doc else None
 
     def error(self, path: tuple, message: str, hint: str | None = None):
@@ -199,8 +201,16 @@ class _Loader:
                 self.error(("nodes", name, "output"), f"op '{op.name}' has no attribute 'output'",
                            f"its outputs are {name}, {name}/1, ...: name the one you need where it is used")
             count = _output_count(op, spec) if op is not None and op.outputs else 0
+            if count > self.limits.max_vertices:
+                self.error(("nodes", name), f"{op.name} into {count:,} outputs: more vertices than "
+                           f"{self.limits.max_vertices:,}", self.limits.exceeded("max_vertices"))
+                count = 1
             split[name] = {**spec, "output": 0} if count else spec
             for i in range(1, count):
+                if f"{name}/{i}" in nodes:
+                    self.error(("nodes", f"{name}/{i}"), f"'{name}/{i}' is defined twice: by the model and as output "
+                               f"{i} of '{name}' ({op.name})", "rename the node")
+                    continue
                 split[f"{name}/{i}"] = {**spec, "output": i}
                 positions.update({("nodes", f"{name}/{i}") + path[2:]: where for path, where in
                                   self.source.positions.items() if path[:2] == ("nodes", name)})
@@ -309,6 +319,12 @@ class _Loader:
         """An op's state inputs (running statistics) are state, updated by its training steps: a parameter
         there would be trained by gradients instead, and never updated."""
         for position in op.state:
+            if position < len(args) and self.graph.nodes[args[position]]["kind"] == "state":
+                owner = self.updated.setdefault(args[position], path[1])
+                if owner != path[1] or args.index(args[position]) != position:
+                    self.error(path + ("inputs", position), f"state '{args[position]}' would be updated twice (by "
+                               f"'{owner}' and as input '{op.args[position]}' of '{path[1]}'), the last update "
+                               "silently winning", "give each running statistic its own state vertex")
             if position < len(args) and self.graph.nodes[args[position]]["kind"] == "parameter":
                 self.error(path + ("inputs", position), f"'{args[position]}' is a parameter, but input "
                            f"'{op.args[position]}' of {op.name} is state (updated by training steps, not by gradients)",

@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import GraphDefError
 from .batching import Lift
-from .registry import ShapeError, ex, register_op, show_shape, unbroadcast
+from .registry import ShapeError, ex, positive, register_op, show_shape, unbroadcast
 
 Size = int | list[int]  # an attribute given once for every spatial axis, or once per axis
 
@@ -87,6 +87,7 @@ def _pool_window(spatial, kernel_size, stride, padding, dilation, ceil_mode) -> 
     the last window reaches (PyTorch's rule: a window starting in the padding after the input is dropped)."""
     n = len(spatial)
     size = _ints(kernel_size, n, "kernel_size")
+    positive(kernel_size=min(size))
     stride = size if stride is None else _ints(stride, n, "stride")
     pads, dilation = _ints(padding, n, "padding"), _ints(dilation, n, "dilation")
     if any(2 * p > k for p, k in zip(pads, size)):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .batching import elementwise
-from .registry import POSITIVE, REAL, ex, register_op
+from .registry import POSITIVE, REAL, SAME, ex, positive, register_op
 
 BINARY = [ex((), ()), ex((3,), (3,)), ex((2, 3), (3,)), ex((4, 1), (1, 3)), ex((), (2, 2))]
 UNARY = [ex(()), ex((4,)), ex((2, 3))]
@@ -82,7 +82,7 @@ _unary("square", "x: x * x", "2 * g * x", "x² (∂/∂x = 2x)", lambda e, i, o,
 _unary("sqrt", "x: np.sqrt(x)", "g / (2 * out)", "√x (∂/∂x = 1/(2√x))", "Sqrt", domain=[POSITIVE],
        fault="square root of a negative number")
 _unary("abs", "x: np.abs(x)", "g * np.sign(x)", "|x| (∂/∂x = sign x)", "Abs")
-_unary("identity", "x: x", "g", "x unchanged (∂/∂x = 1)", "Identity", torch="x: x")
+_unary("identity", "x: x", "g", "x unchanged (∂/∂x = 1)", "Identity", torch="x: x", dtype=SAME)  # any dtype
 
 
 # -- the larger or smaller value -------------------------------------------------------
@@ -231,7 +231,7 @@ def onnx_softplus(e, x: str, out: str, beta: float, threshold: float) -> str:
 _unary("softplus", _softplus, "np.where(beta * x > threshold, g, -g * np.expm1(-beta * out))",
        "ln(1 + e^(βx))/β, linear above threshold (∂/∂x = σ(βx), 1 above)",
        lambda e, i, o, a: onnx_softplus(e, i[0], o, a["beta"], a["threshold"]),
-       torch="x: F.softplus(x, beta, threshold)",
+       torch="x: F.softplus(x, beta, threshold)", shape=lambda x, *, beta, threshold: positive(beta=beta) or x,
        examples=UNARY + [ex((2, 3), beta=2.0), ex((4,), threshold=1.0), ex((3,), beta=0.5, threshold=0.5)])
 
 

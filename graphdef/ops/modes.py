@@ -9,7 +9,7 @@ prediction alone as inside any batch.
 import numpy as np
 
 from .batching import PER_SAMPLE, Lift, elementwise, ranks
-from .registry import POSITIVE, REAL, ShapeError, broadcast_shape, ex, register_op
+from .registry import POSITIVE, REAL, ShapeError, broadcast_shape, ex, positive, register_op
 
 
 # -- dropout --------------------------------------------------------------------------------
@@ -129,6 +129,7 @@ def _batch_norm_shape(x, weight, bias, mean, var, *, momentum, eps, batch_dims):
                              f"got {list(shape)}")
     if not 0 <= momentum <= 1:
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    positive(eps=eps)
     return broadcast_shape(x)
 
 

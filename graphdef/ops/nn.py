@@ -5,7 +5,7 @@ import numpy as np
 
 from .batching import Lift, along_axis, elementwise, losses, ranks, shift
 from .registry import (FLOATS, PROBABILITY, REAL, DTypeError, Integers, ShapeError, broadcast_shape, ex, indexed_by,
-                       register_op, show_shape, unbroadcast)
+                       positive, register_op, show_shape, unbroadcast)
 from .tensor import _axes
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -542,6 +542,7 @@ def _layer_norm(x, weight, bias, *, normalized_ndim: int = 1, eps: float = 1e-5)
 
 
 def _layer_norm_shape(x, weight, bias, *, normalized_ndim, eps):
+    positive(eps=eps)
     if normalized_ndim < 1:
         raise ValueError(f"normalized_ndim must be at least 1, got {normalized_ndim}")
     if x is None:
@@ -606,6 +607,7 @@ def _group_norm(x, weight, bias, *, num_groups: int, eps: float = 1e-5, batch_di
 
 
 def _group_norm_shape(x, weight, bias, *, num_groups, eps, batch_dims):
+    positive(eps=eps)
     if num_groups < 1:
         raise ValueError(f"num_groups must be at least 1, got {num_groups}")
     if batch_dims < 0:

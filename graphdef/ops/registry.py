@@ -265,6 +265,13 @@ def ex(*shapes, **attrs) -> tuple:
     return (shapes, attrs)
 
 
+def positive(**values) -> None:
+    """Refuse, when the model loads, settings that only make sense above 0 (eps, beta, a kernel size)."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
 def broadcast_shape(*shapes, **attrs):
     """numpy broadcasting on static shapes with unknown (None) dimensions; the default shape rule."""
     if any(s is None for s in shapes):
@@ -402,8 +409,8 @@ def accepts(tp, value) -> bool:
         return value is None
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is int:  # within int64: what numpy, ONNX and PyTorch take
+        return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
     return isinstance(value, tp)
 
 
