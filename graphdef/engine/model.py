@@ -72,6 +72,9 @@ class Model:
         self.training = False  # the mode of the public calls: inference (dropout off, running statistics)
         self.rng = np.random.default_rng(training_seed(doc))  # random ops draw from it; reseed() keeps its identity
         self._updating = tuple(s for s in self.steps if s.op.update is not None)  # steps whose op updates state
+        self.random = any("rng" in s.op.context for s in self.steps)  # some op draws (dropout)
+        self._leaves = {v.name: None for v in graph.of_kind("input", "parameter", "constant")  # what wrt may name
+                        if v.differentiable}
         self._plans, self._backward_plans = {}, {}  # PlanKey -> Compiled; (of, wrt) -> (steps, vertices)
         # every value a float64 scalar: plans may run on Python floats (compile.FloatMath)
         self._floats = self.dtype == np.float64 and all(v.shape == () and v.dtype == "float64" and not v.op.context
@@ -192,7 +195,8 @@ class Model:
         env = {**self.constants, **self.state, **self.parameters, **batch}
         kept = (*outputs, *(a for s in self._updating for a in s.inputs)) if outputs else outputs
         values, grads = self.backprop(env, loss, wrt, outputs=kept, mean=True, training=True)
-        self.update_state(values, batched_inputs(self, env))
+        if self._updating:
+            self.update_state(values, batched_inputs(self, env))
         return values, grads
 
     def update_state(self, values: dict, batched=NONE) -> None:
@@ -308,10 +312,10 @@ class Model:
 
     def _wrt(self, wrt) -> list:
         if wrt is None:
-            return [name for name in [*self.inputs, *self.parameters] if self.graph.vertices[name].differentiable]
+            return [name for name in [*self.inputs, *self.parameters] if name in self._leaves]
         wrt = [wrt] if isinstance(wrt, str) else list(wrt)
-        leaves = [v.name for v in self.graph.of_kind("input", "parameter", "constant") if v.differentiable]
-        bad = [w for w in wrt if w not in leaves]
+        bad = [w for w in wrt if w not in self._leaves]
+        leaves = list(self._leaves)
         if bad:
             raise GraphDefError([Problem(f"cannot differentiate with respect to '{w}'",
                                          hint=did_you_mean(w, leaves) or "use an input, parameter or constant "

@@ -267,7 +267,8 @@ class _Run:
     def _step(self, rows: np.ndarray, lr: float) -> None:
         model, loss = self.model, self.config.loss
         batch = {n: a[rows] for n, a in self.feeds.items()}
-        model.reseed([self.config.seed, self.epoch, self.batch])  # dropout's draws: the same again on resume
+        if model.random:  # dropout's draws: the same again on resume
+            model.reseed([self.config.seed, self.epoch, self.batch])
         kept = () if self.check_numerics else (*self.config.predictions, *self.terms)  # (): every value
         values, grads = model.train_step(batch, loss, self.params, outputs=kept)  # gradients of the mean loss
         value = values[loss]
