@@ -59,6 +59,19 @@ CATALOGUE = [
     ("nan-literal", HEAD + "nodes:\n  c: {op: add, inputs: [a, .nan]}\noutputs: [c]\n", [], "the value contains NaN", 7),
     ("infinite-parameter", HEAD + "parameters:\n  w: {value: [1, .inf]}\n" + GOOD_NODES, [],
      "the value contains infinity", 7),
+    ("integer-to-float-op", "graphdef: 1\nname: bad\ninputs:\n  ids: {shape: [3], dtype: int64}\nnodes:\n"
+     "  y: {op: exp, inputs: [ids]}\noutputs: [y]\n", [], "op 'exp': input 1 holds int64 values", 6),
+    ("fractional-integer-input", "graphdef: 1\nname: bad\ninputs:\n  ids: {shape: [2], dtype: int64}\nnodes:\n"
+     "  y: {op: reshape, inputs: [ids], shape: [2, 1]}\noutputs: [y]\n", ["--at", "ids=[1.5, 2]"],
+     "input 'ids' holds int64 values: give whole numbers", 4),
+    ("statistics-as-parameters", "graphdef: 1\nname: bad\ninputs:\n  x: {shape: [2, 3]}\nparameters:\n"
+     "  w: {value: [1.0, 1.0]}\n  m: {value: [0.0, 0.0]}\nnodes:\n  n: {op: batch_norm, inputs: [x, w, w, m, w]}\n"
+     "outputs: [n]\n", [], "'m' is a parameter, but input 'running_mean' of batch_norm is state", 9),
+    ("bad-expression", HEAD + "functions:\n  f:\n    attributes: {n: {type: int}}\n    inputs: [v]\n    nodes:\n"
+     "      y: {op: reshape, inputs: [v], shape: ['n // 0']}\n    outputs: [y]\n"
+     "nodes:\n  c: {op: f, inputs: [a], n: 1}\noutputs: [c]\n", [], "cannot compute 'n // 0'", 11),
+    ("name-made-twice", "graphdef: 1\nname: bad\ninputs:\n  a: {shape: [1]}\nnodes:\n  d: {op: dense, inputs: [a], in: 1, "
+     "out: 1}\n  d/xw: {op: neg, inputs: [a]}\noutputs: [d]\n", [], "'d/xw' is defined twice", 7),
     ("missing-input", HEAD + GOOD_NODES, ["--at", "a=1"], "missing input 'b'", 5),
     ("wrong-input-shape", HEAD + GOOD_NODES, ["--at", "a=1", "--at", "b=[[1, 2], [3, 4]]"],
      "input 'b' has shape [2, 2], expected []", 5),

@@ -411,7 +411,9 @@ class _Loader:
         except DTypeError as e:
             v["shape"] = None
             given = ", ".join(f"{a} ({d})" for a, d in zip(v["args"], dtypes))
-            self.error(("nodes", name), f"op '{v['op'].name}': {e}", f"inputs: {given}")
+            self.error(("nodes", name), f"op '{v['op'].name}': {e}",
+                       f"inputs: {given}; integers feed indexing (gather, embedding), labels and shape ops, "
+                       "floats everything else")
             return False
 
     def _check_sizes(self):
