@@ -41,7 +41,7 @@ def test_repeat_shared_parameters_and_sequences():
 
 
 def test_mlp_is_yaml_built_with_repeat():
-    from graphdef.format.functions import standard_library
+    from graphdef.format.library import standard_library
     mlp = standard_library()["mlp"]
     assert mlp.body["nodes"]["layer"]["op"] == "repeat"
     m = model("  y: {op: mlp, inputs: [x], sizes: [3, 5, 4, 2]}", "x: {shape: [3]}", "y")

@@ -5,28 +5,24 @@ the call's name: its parameters become CALL/NAME, its internal nodes CALL/NAME, 
 first output takes the call's own name, so the interpreter only ever sees registered
 ops and gradients flow through by the chain rule. Inside a body, a string equal to an
 attribute's name stands for the attribute's value (in shapes, op names, attributes and
-inputs). Every expanded value keeps the position where the function wrote it, and
-errors name the call too.
+inputs), and so does an expression of attributes (expressions.py); a `repeat` node calls
+a function several times. Every expanded value keeps the position where the function
+wrote it, and errors name the call too. Where functions come from: library.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import reprlib
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from . import schema
 from ..errors import GraphDefError, Problem, did_you_mean
 from .expressions import ExpressionError, evaluate, substitute
 from .initializers import ALIASES, INITIALIZERS
-from ..ops import OPS
-from ..ops.registry import REQUIRED, Attr, bind_attrs
-from .source import BROKEN, LIMITS, Limits, Source, parse, read_file
+from .library import Function, Reader, included, standard_library
+from ..ops.registry import bind_attrs
+from .source import BROKEN, LIMITS, Limits, Source
 
-ATTRIBUTE_TYPES = {"int": int, "float": float, "bool": bool, "string": str, "ints": list[int],
-                   "floats": list[float], "any": None}
 CALL_KEYS = ("op", "inputs", "description", "parameters")
 REPEAT_KEYS = ("op", "inputs", "description", "parameters", "function", "times", "over", "shared")
 REPEAT = object()  # marks a `repeat` node, which the expander unrolls
@@ -39,39 +35,6 @@ EXPRESSION_HINT = ("an attribute expression may use the attributes in scope, num
                    "+ - * / // % **, comparisons, and/or/not, x if c else y, indexing, len/min/max")
 
 
-@dataclass(frozen=True)
-class Function:
-    name: str
-    attributes: dict  # name -> Attr, the same records ops declare theirs with
-    inputs: tuple  # the names of its inputs, in call order
-    body: dict  # {inputs, parameters, state, constants, nodes, outputs}, attribute names standing for values
-    doc: str
-    source: Source  # where it is written
-    path: tuple  # its place in that source
-
-    def signature(self) -> str:
-        attrs = [f"{a.name}: {a.type_name()}" + ("" if a.default is REQUIRED else f" = {a.default!r}")
-                 for a in self.attributes.values()]
-        return f"{self.name}({', '.join([*self.inputs, *attrs])})"
-
-
-def declared_attributes(spec: dict) -> dict:
-    """A function's `attributes:` section ({name: {type, default?, check?, description?}}) as Attr records."""
-    return {name: Attr(name, ATTRIBUTE_TYPES[d["type"]], d.get("default", REQUIRED), d.get("check"),
-                       d.get("description", "")) for name, d in spec.items()}
-
-
-@functools.cache
-def standard_library() -> dict:
-    """The functions every model may call: graphdef/format/stdlib.yaml."""
-    path = resources.files("graphdef.format") / "stdlib.yaml"
-    problems = []
-    found = _defined(parse(path.read_text(encoding="utf-8"), str(path)), {}, problems)
-    if problems:
-        raise GraphDefError(problems)
-    return found
-
-
 def expand(source: Source, limits: Limits = LIMITS, allow_outside: bool = False) -> tuple[Source, list]:
     """The same document with every call replaced by the nodes of its function (recursively), and the
     problems of the calls that could not be expanded: each of those is left BROKEN, so that the
@@ -79,7 +42,7 @@ def expand(source: Source, limits: Limits = LIMITS, allow_outside: bool = False)
     unless `allow_outside`; the expansion stops as soon as it passes limits.max_vertices."""
     doc = source.data
     base = Path(source.file).resolve().parent if source.file else Path.cwd().resolve()
-    functions = {**standard_library(), **_included(source, _Reader(base, allow_outside, limits))}
+    functions = {**standard_library(), **included(source, Reader(base, allow_outside, limits))}
     if not any(spec is not BROKEN and (spec["op"] in functions or spec["op"] == "repeat")
                for spec in (doc.get("nodes") or {}).values()):
         return source, []
@@ -120,106 +83,6 @@ def _check_size(source: Source, functions: dict, limits: Limits) -> None:
     if count > limits.max_vertices:
         raise GraphDefError(Problem(f"function calls expand the model to at least {count:,} vertices, more than "
                                     f"{limits.max_vertices:,}", source.file, hint=limits.exceeded("max_vertices")))
-
-
-# -- finding functions ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Reader:
-    """Reads included files: only inside `base` (the model's folder) unless allowed, within the limits."""
-
-    base: Path
-    allow_outside: bool
-    limits: Limits
-
-    def outside(self, path: Path) -> bool:
-        """True for a file graphdef may not read: a shared model cannot make it read /etc/passwd."""
-        return not self.allow_outside and not path.is_relative_to(self.base)
-
-    def read(self, path: Path) -> Source:
-        library = read_file(path, self.limits)
-        check = schema.check(library, "library")
-        if check:
-            raise GraphDefError(check)
-        return library
-
-
-def _included(source: Source, reader: _Reader | None = None, stack: tuple = ()) -> dict:
-    """Functions of a document and of everything it includes; names defined twice are errors.
-
-    Without a reader (a loaded model's includes read again, to save it) any path is read: the
-    includes were confined, or allowed outside, when the model was loaded."""
-    found, problems = {}, []
-    here = Path(source.file).resolve() if source.file else None
-    base = here.parent if here else Path.cwd().resolve()
-    reader = reader or _Reader(base, True, LIMITS)
-    for i, name in enumerate(source.data.get("include") or []):
-        path = _resolved(base, name)
-        if path is None:
-            problems.append(source.problem(("include", i), f"'{name}' is not a usable file name", "check the path"))
-            continue
-        if path in stack or path == here:
-            chain = " -> ".join(p.name for p in (*stack, here, path) if p)
-            problems.append(source.problem(("include", i), f"include cycle: {chain}", "remove one of the includes"))
-            continue
-        if reader.outside(path):
-            problems.append(source.problem(("include", i), f"included file {path} is outside the model's folder",
-                                           "move it into the model's folder (or below), or allow it explicitly "
-                                           "(allow_outside)"))
-            continue
-        try:
-            library = reader.read(path)
-            problems += _merge(found, _included(library, reader, (*stack, here)), source, ("include", i))
-        except GraphDefError as e:
-            problems += [source.problem(("include", i), f"cannot include '{name}'", "see the errors that follow")]
-            problems += e.errors
-    problems += _merge(found, _defined(source, found, problems), source, ("functions",))
-    if problems:
-        raise GraphDefError(problems)
-    return found
-
-
-def _resolved(base: Path, name: str) -> Path | None:
-    try:
-        return (base / name).resolve()
-    except (OSError, ValueError):  # a NUL byte, a name too long
-        return None
-
-
-def _merge(found: dict, new: dict, source: Source, path: tuple) -> list:
-    problems = []
-    for name, fn in new.items():
-        if name in found and found[name] is not fn:
-            problems.append(source.problem(path, f"function '{name}' is defined twice: at {_where(found[name])} "
-                                           f"and at {_where(fn)}", "rename one of them"))
-        found[name] = fn
-    return problems
-
-
-def _defined(source: Source, known: dict, problems: list) -> dict:
-    found = {}
-    for name, spec in (source.data.get("functions") or {}).items():
-        if name in OPS:
-            problems.append(source.problem(("functions", name), f"function '{name}' has the name of a primitive op",
-                                           "rename the function"))
-            continue
-        clash = set(spec.get("attributes") or {}) & _inner_names(spec)
-        if clash:
-            problems.append(source.problem(("functions", name, "attributes"),
-                                           f"attribute names also name values inside the function: {sorted(clash)}",
-                                           "rename them"))
-        found[name] = Function(name, declared_attributes(spec.get("attributes") or {}), tuple(spec.get("inputs") or ()),
-                               spec, spec.get("description", ""), source, ("functions", name))
-    return found
-
-
-def _inner_names(spec: dict) -> set:
-    return set(spec.get("inputs") or []) | set(spec.get("parameters") or {}) | set(spec.get("state") or {}) | \
-        set(spec.get("constants") or {}) | set(spec.get("nodes") or {})
-
-
-def _where(fn: Function) -> str:
-    return fn.source.where(fn.path)
 
 
 # -- expanding calls -------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from ..errors import GraphDefError, Problem
-from .functions import _included
+from .library import included
 from .schema import schema
 from .source import Source
 
@@ -215,7 +215,7 @@ def document(model, training: dict | None = None, directory=None) -> dict:
     `directory` (absolute when None). `training`, if given, replaces the block as it is."""
     doc = {k: v for k, v in model.doc.items() if k != "include"}
     source = Source(model.doc, model.source.file if model.source else None)
-    functions = {name: fn.source.data["functions"][name] for name, fn in _included(source).items()}
+    functions = {name: fn.source.data["functions"][name] for name, fn in included(source).items()}
     if functions:
         doc["functions"] = functions
     block = training if training is not None else rebased(doc.get("training"), model.folder, directory)

@@ -30,7 +30,8 @@ from .. import __version__, evaluate, load, predict, train
 from ..engine.model import METHODS
 from ..errors import GraphDefError, Problem, did_you_mean
 from ..format.data import read_arrays
-from ..format.functions import REPEAT_DOC, REPEAT_SIGNATURE, standard_library
+from ..format.functions import REPEAT_DOC, REPEAT_SIGNATURE
+from ..format.library import standard_library
 from ..format.schema import schema_text
 from ..format.serialize import atomic_write, save
 from ..format.source import Limits
