@@ -1,21 +1,20 @@
-"""Convolution and pooling ops, NCHW as in PyTorch and ONNX; shapes are per sample ([C, H, W]).
+"""Convolution ops, NCHW as in PyTorch and ONNX; shapes are per sample ([C, H, W]).
 
 Every op here slides a window over the last n (spatial) axes of x. Two helpers do all the
 sliding: `_windows` reads the windows as a strided view of the padded input (im2col without
 the copy), and `_scatter`, its adjoint, adds values back where each window read them, one
 strided slice per kernel offset. A convolution is then a matrix product of its kernel with
-the windows; a transposed convolution is that product's adjoint; a pooling reduces each
-window, and its gradient is scattered back.
+the windows; a transposed convolution is that product's adjoint. The pooling ops (pooling.py)
+slide their windows with the same helpers, and export to ONNX with those of the ONNX section.
 
 x is declared as one sample [C, *spatial]. Leading axes (a batch of samples, a batch of
 kernels) are carried through every rule, so the batching rule only says "lift nothing": a
 per-sample kernel is a kernel with a leading axis, and the products broadcast over it.
 
-ONNX export writes Conv, ConvTranspose, MaxPool and AveragePool where they compute what
-PyTorch does and onnxruntime runs them (float32, one kernel for the batch); otherwise the op
-as an Einsum with constant 0/1 tensors that place each window (see the ONNX section).
+ONNX export writes Conv and ConvTranspose where they compute what PyTorch does and
+onnxruntime runs them (float32, one kernel for the batch); otherwise the op as an Einsum with
+constant 0/1 tensors that place each window (see the ONNX section).
 """
-import functools
 import math
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import GraphDefError
 from .batching import Lift
-from .registry import ShapeError, ex, positive, register_op, show_shape, unbroadcast
+from .registry import ShapeError, ex, register_op, show_shape, unbroadcast
 
 Size = int | list[int]  # an attribute given once for every spatial axis, or once per axis
 
@@ -80,30 +79,6 @@ def _conv_window(kernel, stride, padding, dilation) -> Window:
         raise ValueError(f"padding must be sizes, 'same' or 'valid', got '{padding}'")
     pads = _ints(padding, n, "padding")
     return Window(tuple(kernel), stride, dilation, pads, pads)
-
-
-def _pool_window(spatial, kernel_size, stride, padding, dilation, ceil_mode) -> Window:
-    """A pooling's window: the stride defaults to the kernel size; ceil_mode pads after each axis as far as
-    the last window reaches (PyTorch's rule: a window starting in the padding after the input is dropped)."""
-    n = len(spatial)
-    size = _ints(kernel_size, n, "kernel_size")
-    positive(kernel_size=min(size))
-    stride = size if stride is None else _ints(stride, n, "stride")
-    pads, dilation = _ints(padding, n, "padding"), _ints(dilation, n, "dilation")
-    if any(2 * p > k for p, k in zip(pads, size)):
-        raise ValueError(f"padding {list(pads)} is more than half the kernel size {list(size)} (PyTorch's limit)")
-    win = Window(size, stride, dilation, pads, pads)
-    if not ceil_mode:
-        return win
-    after = tuple(p if length is None else max(p, (_ceil_count(length, span, s, p) - 1) * s + span - length - p)
-                  for length, span, s, p in zip(spatial, win.span, stride, pads))
-    return Window(size, stride, dilation, pads, after)
-
-
-def _ceil_count(length: int, span: int, stride: int, pad: int) -> int:
-    """How many windows ceil_mode fits: rounding up, but none starting past the input and its padding before."""
-    count = -(-(length + 2 * pad - span) // stride) + 1
-    return count - 1 if (count - 1) * stride >= length + pad else count
 
 
 def _positions(spatial, win: Window) -> tuple:
@@ -422,147 +397,3 @@ register_op("conv_transpose2d", _conv_transpose2d, (_conv_transpose2d_vjp_x, _co
                 "(∂/∂x: g convolved by w; ∂/∂w: x against g's windows)",
             torch="x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding, output_padding=output_padding, "
                   "groups=groups, dilation=dilation)")
-
-
-# -- pooling --------------------------------------------------------------------------------
-
-def _pool_shape(op: str):
-    def shape(x, *, kernel_size, stride, padding, ceil_mode, dilation=1, **_):
-        if x is None:
-            return None
-        _check_sample(x, 2, op)
-        return x[:-2] + _positions(x[-2:], _pool_window(x[-2:], kernel_size, stride, padding, dilation, ceil_mode))
-    return shape
-
-
-def _onnx_pool_window(e, x: str, attrs: dict) -> Window:
-    """A pooling's window for ONNX, ceil_mode written as the padding after it amounts to (which needs the sizes of
-    x): ONNX's ceil_mode keeps the windows PyTorch drops (those starting in the padding after the input), and
-    ONNX's shape inference then disagrees with onnxruntime's kernels."""
-    spatial = _static_shape(e, x, 2)[-2:] if attrs["ceil_mode"] else (None, None)
-    return _pool_window(spatial, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs.get("dilation", 1),
-                        attrs["ceil_mode"])
-
-
-def _onnx_pool(e, op_type: str, x: str, out: str, win: Window, **extra):
-    """MaxPool or AveragePool."""
-    return _onnx_on_batch(e, x, e.ranks[0] - 3, lambda x, y: e.node(
-        op_type, [x], y, kernel_shape=list(win.size), strides=list(win.stride), pads=list(win.before + win.after),
-        **extra), out)
-
-
-def _max_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, dilation: Size = 1,
-                ceil_mode: bool = False):
-    """The largest value in each window of x [C, H, W], as F.max_pool2d (∂/∂x: g goes to the first largest)."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    return _windows(x, win, -np.inf).max(axis=_kernel_axes(2))
-
-
-def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode):
-    """The maxima, and which offset of each window holds the first of them: all the gradient needs."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    view = _windows(x, win, -np.inf)
-    flat = view.reshape(*view.shape[:-4], -1, *view.shape[-2:])
-    chosen = np.expand_dims(flat.argmax(axis=-3), -3)
-    return np.take_along_axis(flat, chosen, axis=-3)[..., 0, :, :], chosen
-
-
-def _max_pool2d_vjp(g, chosen, x, *, kernel_size, stride, padding, dilation, ceil_mode):
-    """g to the chosen offset of each window (a one-hot over the offsets), scattered back."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    offsets = np.arange(math.prod(win.size)).reshape(-1, 1, 1)
-    cols = (chosen == offsets) * np.expand_dims(g, -3)
-    return _scatter(cols.reshape(*g.shape[:-2], *win.size, *g.shape[-2:]), x.shape[-2:], win)
-
-
-def _onnx_max_pool2d(e, inputs, out, attrs):
-    win = _onnx_pool_window(e, inputs[0], attrs)
-    return _onnx_pool(e, "MaxPool", inputs[0], out, win, dilations=list(win.dilation))
-
-
-register_op("max_pool2d", _max_pool2d, _max_pool2d_vjp, save=_max_pool2d_saving, shape=_pool_shape("max_pool2d"),
-            batch=_lead_as_is,
-            examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=[3, 2], stride=[2, 1], padding=1),
-                      ex((1, 5, 5), kernel_size=2, stride=2, ceil_mode=True),
-                      ex((2, 6, 5), kernel_size=2, stride=1, padding=1, dilation=[2, 1]),
-                      ex((1, 4, 4), kernel_size=3, stride=2, padding=1, ceil_mode=True)],
-            onnx=_onnx_max_pool2d,
-            torch="x: F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)")
-
-
-@functools.lru_cache(maxsize=64)
-def _divisors(spatial: tuple, win: Window, count_include_pad: bool, dtype=np.float64):
-    """How many cells each window averages, as PyTorch counts them: the input's, the padding's when asked,
-    never the cells ceil_mode adds past the padding."""
-    counted = np.zeros(win.padded(spatial), dtype)
-    counted[tuple(slice(0 if count_include_pad else b, b + n + (b if count_include_pad else 0))
-                  for b, n in zip(win.before, spatial))] = 1
-    whole = Window(win.size, win.stride, win.dilation, (0,) * len(spatial), (0,) * len(spatial))
-    divisors = _windows(counted[None], whole).sum(axis=_kernel_axes(len(spatial)))[0]
-    divisors.flags.writeable = False
-    return divisors
-
-
-def _avg_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, ceil_mode: bool = False,
-                count_include_pad: bool = True):
-    """The mean of each window of x [C, H, W], as F.avg_pool2d (∂/∂x: g shared equally over the window)."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
-    return _windows(x, win).sum(axis=_kernel_axes(2)) / _divisors(x.shape[-2:], win, count_include_pad, x.dtype)
-
-
-def _avg_pool2d_vjp(g, out, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
-    share = np.expand_dims(g / _divisors(x.shape[-2:], win, count_include_pad, g.dtype), _kernel_axes(2))
-    return _scatter(np.broadcast_to(share, g.shape[:-2] + win.size + g.shape[-2:]), x.shape[-2:], win)
-
-
-def _onnx_avg_pool2d(e, inputs, out, attrs):
-    """AveragePool, or the Einsum Σ x[cells] · A[place, offset, cell] per axis · 1/divisor[places]. AveragePool
-    counts either all the padding or none; PyTorch may count the padding but never ceil_mode's overhang."""
-    (x,) = inputs
-    win = _onnx_pool_window(e, x, attrs)
-    counts_padding = attrs["count_include_pad"] and any(win.before)
-    if _onnx_native(e) and not (counts_padding and win.after != win.before):
-        return _onnx_pool(e, "AveragePool", x, out, win, count_include_pad=int(counts_padding))
-    spatial = _static_shape(e, x, 2)[-2:]
-    places = _positions(spatial, win)
-    return e.node("Einsum", [x, *_selections(e, spatial, win, places),
-                             e.const(1 / _divisors(spatial, win, attrs["count_include_pad"]))], out,
-                  equation=f"...{CELLS},{_selection_terms(2)},{PLACES}->...{PLACES}")
-
-
-register_op("avg_pool2d", _avg_pool2d, _avg_pool2d_vjp, shape=_pool_shape("avg_pool2d"), batch=_lead_as_is,
-            examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=3, stride=2, padding=1),
-                      ex((1, 5, 5), kernel_size=2, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
-                      ex((1, 5, 4), kernel_size=[3, 2], stride=[2, 1], padding=[1, 0], ceil_mode=True),
-                      ex((1, 4, 3), kernel_size=[2, 3], padding=[1, 1], count_include_pad=False)],
-            onnx=_onnx_avg_pool2d,
-            torch="x: F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)")
-
-
-def _spatial_axes(rank: int, batch_dims: int) -> tuple:
-    return tuple(range(batch_dims + 1, rank))
-
-
-def _global_avg_pool(x, *, batch_dims: int = 0):
-    """The mean over the spatial axes of x [C, *spatial], kept as size 1 (∂/∂x: g shared equally)."""
-    return np.mean(x, axis=_spatial_axes(x.ndim, batch_dims), keepdims=True)
-
-
-def _global_avg_pool_shape(x, *, batch_dims):
-    if x is None:
-        return None
-    if batch_dims < 0 or len(x) < batch_dims + 2:
-        raise ShapeError(f"global_avg_pool takes x [C, *spatial] after batch_dims={batch_dims} leading axes, "
-                         f"got {show_shape(x)}")
-    return x[:batch_dims + 1] + (1,) * (len(x) - batch_dims - 1)
-
-
-register_op("global_avg_pool", _global_avg_pool, "np.broadcast_to(g * (np.size(out) / np.size(x)), np.shape(x))",
-            shape=_global_avg_pool_shape,
-            batch=lambda shapes, batched, *, batch_dims: Lift(((),), {"batch_dims": batch_dims + 1}),
-            examples=[ex((2, 3, 4)), ex((3, 5)), ex((2, 2, 3, 3), batch_dims=1)],
-            onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], _spatial_axes(e.ranks[0], a["batch_dims"]), True, o),
-            torch="x: x.mean(dim=_spatial_axes(x.ndim, batch_dims), keepdim=True)",
-            doc="The mean of each channel of x [C, *spatial], its spatial axes kept as size 1, as ONNX's "
-                "GlobalAveragePool; batch_dims leading axes are kept too (∂/∂x: g shared equally)")
