@@ -268,3 +268,17 @@ def test_expand_errors():
         model("{x: {shape: [2, 3]}}", "  e: {op: expand, inputs: [x], shape: [4, 3]}", "[e]")
     with pytest.raises(graphdef.GraphDefError, match="-1 to keep an axis of the input"):
         model("{x: {shape: [3]}}", "  e: {op: expand, inputs: [x], shape: [-1, 3]}", "[e]")
+
+
+def test_cast_like_turns_integers_and_booleans_into_floats():
+    m = graphdef.loads("graphdef: 1\nname: c\ninputs:\n  ids: {shape: [3], dtype: int64}\n  mask: {shape: [3], dtype: bool}\n"
+                       "  x: {shape: [3]}\nnodes:\n  f: {op: cast_like, inputs: [ids, x]}\n"
+                       "  m: {op: cast_like, inputs: [mask, x]}\n  y: {op: mul, inputs: [f, m]}\n"
+                       "  s: {op: mul, inputs: [y, x]}\n  t: {op: sum, inputs: [s]}\n  i: {op: cast_like, inputs: [x, ids]}\n"
+                       "outputs: [t, i]\n")
+    assert m.graph.vertices["f"].dtype == "float64" and m.graph.vertices["i"].dtype == "int64"
+    feeds = {"ids": [[1, 2, 3], [4, 5, 6]], "mask": [[True, False, True]] * 2, "x": [1.0, 1.0, -2.5]}
+    values, grads = m.value_and_gradients(feeds, of="t", wrt=["x"])
+    close(values["t"], [1 - 7.5, 4 - 15], "sum of ids × mask × x")
+    close(grads["x"], [1 + 4, 0, 3 + 6], "gradient through the casts")
+    assert values["i"].dtype == np.int64 and values["i"].tolist() == [1, 1, -2]  # rounded toward 0, as ONNX

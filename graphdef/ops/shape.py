@@ -1,4 +1,5 @@
-"""Shape ops: joining arrays (concat, stack) and reshaping them (squeeze, unsqueeze, expand, flatten).
+"""Shape ops: joining arrays (concat, stack), reshaping them (squeeze, unsqueeze, expand, flatten), and
+cast_like, which changes only their dtype.
 
 They move values without computing on them, so they take any dtype (floats, int64, bool) and
 give it back unchanged; each gradient puts g back where its values came from (cut at a seam,
@@ -10,8 +11,8 @@ import math
 
 import numpy as np
 
-from .batching import Lift, ranks, shift
-from .registry import SAME, ShapeError, ex, register_op, show_shape
+from .batching import PER_SAMPLE, Lift, ranks, shift
+from .registry import SAME, ShapeError, broadcast_shape, ex, register_op, show_shape
 from .registry import unbroadcast  # noqa: F401  (read by the gradient rules written as expressions)
 from .tensor import _axes
 
@@ -291,3 +292,27 @@ register_op("flatten", _flatten, RESHAPED, dtype=SAME, batch=_flatten_batch, onn
             torch="x: torch.flatten(x, start_axis, end_axis)",
             examples=[ex((2, 3, 2)), ex((2, 3, 2), start_axis=1), ex((2, 2, 2, 2), start_axis=1, end_axis=2),
                       ex((3, 2), end_axis=0), ex((2, 3, 2), start_axis=-2, end_axis=-1)])
+
+
+# -- cast_like: the same values in another dtype ----------------------------------------------
+
+def _cast_like(x, like):
+    """x in like's dtype (only its dtype is read): integers or booleans made floats, floats rounded toward 0
+    to integers (ONNX CastLike); ∂x is g in x's dtype, ∂like 0."""
+    return np.asarray(x).astype(np.result_type(like))
+
+
+def _cast_like_batch(shapes, batched) -> Lift:
+    """A batch of x keeps its axis; a batch of `like` only would make one copy of x per sample."""
+    return PER_SAMPLE if batched[1] else Lift(((), ()))
+
+
+def _onnx_cast_like(e, inputs, out, attrs):
+    if e.opset < 15:
+        raise ValueError("cast_like needs ONNX opset 15 or newer (CastLike)")
+    return e.node("CastLike", inputs, out)
+
+
+register_op("cast_like", _cast_like, ("np.asarray(g).astype(np.result_type(x))", "np.zeros(np.shape(like))"),
+            shape=lambda x, like: broadcast_shape(x), batch=_cast_like_batch, dtype=lambda x, like: like,
+            onnx=_onnx_cast_like, torch="x, like: x.to(like.dtype)", examples=[ex((3,), (2,)), ex((2, 3), ())])
