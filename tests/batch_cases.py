@@ -178,3 +178,12 @@ def random_feeds(model: graphdef.Model, batch: int = 4, seed: int = 0) -> dict:
     shape = lambda s: [batch] + [d or 3 for d in (s or [])]  # noqa: E731
     return {k: rng.integers(0, 2, shape(s)).astype(model.input_dtypes[k]) if k in model.input_dtypes
             else rng.uniform(0.1, 1.0, shape(s)).astype(model.dtype) for k, s in model.inputs.items()}
+
+
+def run_onnxruntime(proto, feeds) -> dict:
+    """The outputs onnxruntime computes for an exported model (name -> array)."""
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # no warnings about constant nodes it cannot fold
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import graphdef
+from batch_cases import run_onnxruntime
 from graphdef.ops import OPS
 
 torch = pytest.importorskip("torch")
@@ -175,13 +176,8 @@ def test_a_convolutional_network_matches_pytorch_end_to_end():
 # -- ONNX: a kernel shared by the batch, and a single sample --------------------------------
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 gx = pytest.importorskip("graphdef.onnx")
-
-
-def run_onnxruntime(proto, feeds):
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def exported_case(name: str, example: tuple, dtype: str, batched: tuple):

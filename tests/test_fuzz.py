@@ -9,7 +9,6 @@ differences. CI runs a bounded number of examples; for a longer local run:
 import os
 
 import numpy as np
-import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st

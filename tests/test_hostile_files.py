@@ -6,7 +6,6 @@ Every case runs under a short alarm: a hang is a failure, not a stuck test run.
 import io
 import os
 import random
-import stat
 import time
 import tracemalloc
 import zipfile
@@ -18,7 +17,7 @@ import pytest
 import graphdef
 from conftest import MODELS, time_limit
 from graphdef import GraphDefError, Limits
-from graphdef.format import schema, source
+from graphdef.format import schema
 from graphdef.format.initializers import initialize
 from graphdef.format.loader import from_document
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import graphdef
-from batch_cases import B, MODELS, close, seed_of, with_reference
+from batch_cases import B, MODELS, close, run_onnxruntime, seed_of, with_reference
 from graphdef.engine.lift import PER_SAMPLE, batched_vertices, lift_of
 from graphdef.ops import OPS
 from graphdef.ops.nn import CLASSES, LABEL_EXAMPLES
@@ -90,14 +90,6 @@ def test_softmax_cross_entropy_on_labels_batches(shapes, attrs, batched, referen
     close(values["loss"], theirs.detach().numpy(), "torch.vmap's values")
     theirs.sum().backward()
     close(grads["z"], zt.grad.numpy(), "torch.vmap's ∂/∂z", rtol=1e-10)
-
-
-def run_onnxruntime(proto, feeds: dict) -> dict:
-    ort = pytest.importorskip("onnxruntime")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # no warnings about constant nodes it cannot fold
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 @pytest.mark.parametrize("shapes, attrs", LABEL_CASES)

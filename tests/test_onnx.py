@@ -5,18 +5,13 @@ import numpy as np
 import pytest
 
 import graphdef
-from batch_cases import one_op_model, random_feeds, sample_inputs
+from batch_cases import one_op_model, random_feeds, run_onnxruntime, sample_inputs
 from conftest import MODELS
 from graphdef.engine.lift import PER_SAMPLE, batched_vertices, lift_of
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 gx = pytest.importorskip("graphdef.onnx")
-
-
-def run_onnxruntime(proto, feeds):
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-5)])

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 
 import graphdef
-from batch_cases import B, check_batch_equivalence, close
+from batch_cases import B, check_batch_equivalence, close, run_onnxruntime
 from graphdef.engine.lift import PER_SAMPLE, batched_vertices, lift_of
 from graphdef.ops import OPS
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 gx = pytest.importorskip("graphdef.onnx")
-
-
-def run_onnxruntime(proto, feeds: dict) -> dict:
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def model(inputs: str, nodes: str, outputs: str, extra: str = "") -> graphdef.Model:

@@ -105,8 +105,8 @@ def random_model(rng, n_nodes=12):
             total = add("add", [total, name])
     logits = add("add", [total, add("log_softmax", [names[rng.integers(2, len(names))]], axis=-1)])
     add("softmax_cross_entropy", [logits, "t"])
-    return (f"graphdef: 1\nname: random\ninputs:\n  x: {{shape: [2, 3]}}\n  y: {{shape: [2, 3]}}\n"
-            f"  t: {{shape: [2, 3]}}\nparameters:\n  W: {{shape: [3, 3], init: normal}}\nnodes:\n"
+    return ("graphdef: 1\nname: random\ninputs:\n  x: {shape: [2, 3]}\n  y: {shape: [2, 3]}\n"
+            "  t: {shape: [2, 3]}\nparameters:\n  W: {shape: [3, 3], init: normal}\nnodes:\n"
             + "\n".join(lines) + f"\noutputs: [n{count}]\nloss: n{count}\n")
 
 

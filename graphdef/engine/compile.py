@@ -281,7 +281,7 @@ def compile_backprop(graph, steps, backward_steps, of: str, wrt, wanted, keep=()
 
 def _backward_lines(w: _Writer, step, k: int, arg: str, accumulate: bool, saving) -> None:
     """∂of/∂arg (+)= the vjp of input k of step, summed back to arg's shape where it may differ."""
-    lift, g, x = w.lift(step), w.slot(step.name, "g"), w.slot(arg)
+    lift, g = w.lift(step), w.slot(step.name, "g")
     args = [w.slot(a) for a in step.inputs]
     out = w.slot(step.name, "r" if step.name in saving else "v")
     of, name, arg_name = _comment(w.of), _comment(step.name), _comment(arg)
