@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from ..ops import Expr, broadcast_shape, unbroadcast
-from .lift import PER_SAMPLE, StepError, context_of, lift_of, per_sample_forward, per_sample_vjp
+from .lift import PER_SAMPLE, StepError, attrs_of, lift_of, per_sample_forward, per_sample_vjp
 
 CAUGHT = (ValueError, TypeError, ArithmeticError, IndexError, AttributeError)
 GENERATED = "graphdef.engine.generated"  # the module name warnings see for generated code
@@ -122,9 +122,7 @@ class _Writer:
         return self.bound[key]
 
     def attrs(self, step, lift) -> dict:
-        """The attributes the node's rules are called with: lifted to the batch, and the context they take."""
-        return {**(step.attrs if lift is None or lift is PER_SAMPLE else lift.attrs),
-                **context_of(step.op, self.context)}
+        return attrs_of(step, lift, self.context)
 
     def lift(self, step):
         if step.name not in self.lifts:

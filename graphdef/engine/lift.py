@@ -43,19 +43,27 @@ def expanded(args, lift: Lift) -> list:
     return [np.expand_dims(a, axes) if axes else a for a, axes in zip(args, lift.expand)]
 
 
-def context_of(op, context: dict) -> dict:
-    """What of the engine's context (mode, generator) the op's rules take."""
-    return {k: context[k] for k in op.context} if op.context else {}
+INFERENCE = {"training": False, "rng": None}  # the context when none is given: inference draws nothing
+
+
+def attrs_of(step, lift: Lift | None, context=None) -> dict:
+    """The attributes the node's rules are called with: lifted to the batch, and the part of the engine's
+    context (mode, generator) its op takes."""
+    attrs = step.attrs if lift is None or lift is PER_SAMPLE else lift.attrs
+    if not step.op.context:
+        return attrs
+    context = context or INFERENCE
+    return {**attrs, **{k: context[k] for k in step.op.context}}
 
 
 def call(step, lift: Lift | None, args: list, flags=(), context=None, rule=None):
     """The node's value (or, given `rule`, that rule: a state update) on (lifted) arguments."""
-    rule, attrs = rule or step.op.forward, {**step.attrs, **context_of(step.op, context or {})}
+    rule, attrs = rule or step.op.forward, attrs_of(step, lift, context)
     if lift is None:
         return rule(*args, **attrs)
     if lift is PER_SAMPLE:
         return per_sample_forward(step.op, flags, attrs, *args, rule=rule)
-    out = rule(*expanded(args, lift), **lift.attrs, **context_of(step.op, context or {}))
+    out = rule(*expanded(args, lift), **attrs)
     if not lift.squeeze:
         return out
     return (np.squeeze(out[0], lift.squeeze), out[1]) if rule is step.op.save else np.squeeze(out, lift.squeeze)
@@ -64,11 +72,10 @@ def call(step, lift: Lift | None, args: list, flags=(), context=None, rule=None)
 def vjp(step, lift: Lift | None, k: int, g, out, args: list, flags=(), context=None, saved=None):
     """∂L/∂(input k) given g = ∂L/∂out, summed back to the input's own shape; `saved`: what the op's
     save rule kept in the forward pass (else it is computed again)."""
-    op, given = step.op, context_of(step.op, context or {})
+    op, attrs = step.op, attrs_of(step, lift, context)
     if lift is PER_SAMPLE:
-        return per_sample_vjp(op, k, flags, {**step.attrs, **given}, g, out, *args)
-    attrs, xs = (step.attrs, args) if lift is None else (lift.attrs, expanded(args, lift))
-    attrs = {**attrs, **given}
+        return per_sample_vjp(op, k, flags, attrs, g, out, *args)
+    xs = args if lift is None else expanded(args, lift)
     if lift is not None and lift.squeeze:
         g, out = np.expand_dims(g, lift.squeeze), np.expand_dims(out, lift.squeeze)
     d = op.backward[k](g, op.saved(out, *xs, **attrs) if saved is None else saved, *xs, **attrs)

@@ -73,13 +73,12 @@ class Model:
         self.rng = np.random.default_rng(training_seed(doc))  # random ops draw from it; reseed() keeps its identity
         self._updating = tuple(s for s in self.steps if s.op.update is not None)  # steps whose op updates state
         self.random = any("rng" in s.op.context for s in self.steps)  # some op draws (dropout)
-        self._leaves = {v.name: None for v in graph.of_kind("input", "parameter", "constant")  # what wrt may name
-                        if v.differentiable}
+        self._leaves = frozenset(v.name for v in graph.of_kind("input", "parameter", "constant")  # what wrt may name
+                                 if v.differentiable)
         self._plans, self._backward_plans = {}, {}  # PlanKey -> Compiled; (of, wrt) -> (steps, vertices)
         # every value a float64 scalar: plans may run on Python floats (compile.FloatMath)
-        self._floats = self.dtype == np.float64 and all(v.shape == () and v.dtype == "float64" and not v.op.context
-                                                        if v.op else v.shape == () and v.dtype == "float64"
-                                                        for v in graph.vertices.values())
+        self._floats = self.dtype == np.float64 and all(
+            v.shape == () and v.dtype == "float64" and not (v.op and v.op.context) for v in graph.vertices.values())
 
     @property
     def variables(self) -> dict:
@@ -159,13 +158,14 @@ class Model:
         batched = batched_inputs(self, env)
         key = PlanKey(None, (), NONE, tuple(outputs or ()), batched, self._floats and not batched, training=training)
         if self.reference:
-            return _values(self._guard(lambda: interpret.forward(self.graph, env, key.batched,
-                                                                 self._forward_steps(key.outputs), self.context(key))))
+            steps = self._forward_steps(key.outputs)
+            return _values(self._guard(lambda: interpret.forward(self.graph, env, key.batched, steps,
+                                                                 self.context(key.training))))
         return {**env, **self._run(key, env)}
 
-    def context(self, key: PlanKey) -> dict:
+    def context(self, training: bool) -> dict:
         """What ops that depend on the mode or draw random numbers are given (see ops/registry.py)."""
-        return {"training": key.training, "rng": self.rng}
+        return {"training": training, "rng": self.rng}
 
     def reseed(self, seed: int | None = None, state: dict | None = None) -> None:
         """Restart the generator random ops draw from (from a seed, or a saved bit_generator state),
@@ -205,7 +205,7 @@ class Model:
         for step in self._updating:
             lift = lift_of(self.graph, step, flags)
             new = self._guard(lambda: call(step, lift, [values[a] for a in step.inputs],
-                                           tuple(a in flags for a in step.inputs), {"training": True, "rng": self.rng},
+                                           tuple(a in flags for a in step.inputs), self.context(True),
                                            rule=step.op.update))
             for position, value in zip(step.op.state, new):
                 if self.graph.vertices[step.inputs[position]].kind == "state":
@@ -233,12 +233,13 @@ class Model:
     def _compile(self, key: PlanKey) -> Compiled:
         batched = batched_vertices(self.graph, key.batched)
         if key.of is None:
-            return compile_forward(self.graph, self._forward_steps(key.outputs), batched, key.floats, self.context(key))
+            return compile_forward(self.graph, self._forward_steps(key.outputs), batched, key.floats,
+                                   self.context(key.training))
         steps, wanted = self.backward_plan(key.of, key.wrt)
         forward = self._forward_steps(key.outputs + (key.of,)) if key.outputs else self.steps
         returned = None if not key.outputs else {*key.outputs, key.of}
         return compile_backprop(self.graph, forward, steps, key.of, key.wrt, wanted, key.keep, batched, returned,
-                                key.floats, key.mean, self.context(key))
+                                key.floats, key.mean, self.context(key.training))
 
     def _run(self, key: PlanKey, env: dict):
         """The plan for key on env; a plan on Python floats that faults reruns on numpy values."""
@@ -264,10 +265,11 @@ class Model:
 
     def _reference_backprop(self, env: dict, key: PlanKey) -> tuple[dict, dict]:
         steps, wanted = self.backward_plan(key.of, key.wrt)
-        values = self._guard(lambda: interpret.forward(self.graph, env, key.batched, context=self.context(key)))
+        context = self.context(key.training)
+        values = self._guard(lambda: interpret.forward(self.graph, env, key.batched, context=context))
         scale = 1 / len(values[key.of]) if key.mean and key.of in batched_vertices(self.graph, key.batched) else 1
         grads = self._guard(lambda: interpret.backward(self.graph, values, key.of, wanted, key.batched,
-                                                       np.full_like(values[key.of], scale), self.context(key)))
+                                                       np.full_like(values[key.of], scale), context))
         names = dict.fromkeys([*key.wrt, *key.keep])
         return _values(values), {n: grads[n] if n in grads else np.zeros_like(env[n]) for n in names
                         if n in grads or n in key.wrt}
@@ -315,11 +317,10 @@ class Model:
             return [name for name in [*self.inputs, *self.parameters] if name in self._leaves]
         wrt = [wrt] if isinstance(wrt, str) else list(wrt)
         bad = [w for w in wrt if w not in self._leaves]
-        leaves = list(self._leaves)
         if bad:
             raise GraphDefError([Problem(f"cannot differentiate with respect to '{w}'",
-                                         hint=did_you_mean(w, leaves) or "use an input, parameter or constant "
-                                         "holding floats")
+                                         hint=did_you_mean(w, sorted(self._leaves))
+                                         or "use an input, parameter or constant holding floats")
                                  for w in bad])
         return wrt
 
