@@ -1,9 +1,11 @@
 """The new elementwise ops, reductions and einsum where the generated tests do not look: ties, bounds,
-kinks, thresholds, non-finite values, equation errors, ONNX forms chosen by dtype and opset, and a model."""
+kinks, thresholds, halves, zeros, non-finite values, integers, equation errors, ONNX forms chosen by dtype
+and opset, and a model."""
 import numpy as np
 import pytest
 
 import graphdef
+from batch_cases import run_onnxruntime
 from graphdef.ops import OPS
 
 torch = pytest.importorskip("torch")
@@ -212,3 +214,157 @@ def test_activations_export_native_nodes_in_float32_and_elementary_ones_in_float
     assert (native in types) == (dtype == "float32"), types
     tolerance = 2e-6 if dtype == "float32" else 1e-13
     np.testing.assert_allclose(run(x), value, rtol=tolerance, atol=tolerance)
+
+
+# -- rounding, tests of values, integers --------------------------------------------------
+
+def test_rounding_at_integers_and_halves_follows_pytorch():
+    """round takes halves to even (as torch.round and ONNX Round); the gradients are PyTorch's zeros."""
+    x = [-2.5, -1.5, -0.5, -0.2, 0.0, 0.5, 1.0, 1.5, 2.5, 2.7]
+    for name, function in [("floor", torch.floor), ("ceil", torch.ceil), ("round", torch.round), ("sign", torch.sign)]:
+        assert_same(ours(name, x), theirs(function, x))
+    assert list(ours("round", x)[0]) == [-2.0, -2.0, -0.0, -0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 3.0]
+    value, run, _ = exported(ONE.format(n=len(x), op="round", attrs=""), x)
+    assert np.array_equal(run(x), value)
+
+
+def test_isnan_and_isinf_flag_what_a_node_computed():
+    """Inputs must be finite, a node's value need not be: the flags are booleans, which carry no gradient."""
+    m = model("inputs: {x: {shape: [4]}}\nnodes:\n  l: {op: log, inputs: [x]}\n  n: {op: isnan, inputs: [l]}\n"
+              "  i: {op: isinf, inputs: [l]}\n  s: {op: where, inputs: [n, 0.0, l]}\n  t: {op: sum, inputs: [s]}\n"
+              "outputs: [n, i, t]\n")
+    values = m.forward({"x": np.array([-1.0, 0.0, 1.0, 2.0])})
+    assert values["n"].tolist() == [True, False, False, False] and values["i"].tolist() == [False, True, False, False]
+    assert m.graph.vertices["n"].dtype == m.graph.vertices["i"].dtype == "bool"
+    np.testing.assert_array_equal(m.gradients({"x": np.array([-1.0, 0.5, 1.0, 2.0])}, of="t")["x"], [0, 2, 1, 0.5])
+    y = np.array([np.nan, np.inf, -np.inf, 0.0, -1e308])
+    for op, function in [("isnan", torch.isnan), ("isinf", torch.isinf)]:
+        assert np.array_equal(OPS[op].forward(y), function(torch.tensor(y)).numpy())
+
+
+@pytest.mark.parametrize("name, arity", [("add", 2), ("sub", 2), ("mul", 2), ("maximum", 2), ("minimum", 2),
+                                         ("neg", 1), ("abs", 1)])
+def test_arithmetic_on_integers_stays_integer(name, arity):
+    """int64 in, int64 out, as in ONNX and PyTorch; those values have no gradient, the floats beside them keep
+    theirs."""
+    args = "x, y" if arity == 2 else "x"
+    inputs = "inputs: {x: {shape: [4], dtype: int64}, y: {shape: [4], dtype: int64}, f: {shape: [4]}}\n"
+    m = model(inputs + f"nodes:\n  r: {{op: {name}, inputs: [{args}]}}\n  c: {{op: cast_like, inputs: [r, f]}}\n"
+              "  p: {op: mul, inputs: [c, f]}\n  t: {op: sum, inputs: [p]}\noutputs: [r, t]\n")
+    x, y, f = np.array([3, -7, 0, 5]), np.array([-2, -7, 4, 9]), np.array([0.5, 1.0, -2.0, 3.0])
+    values, grads = m.value_and_gradients({"x": x, "y": y, "f": f}, of="t")
+    expected = OPS[name].torch_function()(*[torch.tensor(v) for v in (x, y)[:arity]]).numpy()
+    assert values["r"].dtype == expected.dtype == np.int64 and np.array_equal(values["r"], expected)
+    assert set(grads) == {"f"} and np.array_equal(grads["f"], expected)
+    alone = model(inputs + f"nodes: {{r: {{op: {name}, inputs: [{args}]}}}}\noutputs: [r]\n")
+    feeds = {"x": x[None], "y": y[None]} if arity == 2 else {"x": x[None]}
+    exported = run_onnxruntime(pytest.importorskip("graphdef.onnx").export(alone), feeds)["r"]
+    assert exported.dtype == np.int64 and np.array_equal(exported[0], expected)
+
+
+@pytest.mark.parametrize("inputs, node, message", [
+    ("{x: {shape: [2]}, i: {shape: [2], dtype: int64}}", "{op: add, inputs: [x, i]}",
+     "inputs hold float64 and int64 values; this op takes floats, or integers"),
+    ("{b: {shape: [2], dtype: bool}}", "{op: neg, inputs: [b]}", "inputs hold bool values"),
+    ("{i: {shape: [2], dtype: int64}}", "{op: exp, inputs: [i]}", "input 1 holds int64 values"),
+    ("{i: {shape: [2], dtype: int64}}", "{op: isnan, inputs: [i]}", "input 1 holds int64 values"),
+])
+def test_integers_meet_floats_only_through_cast_like(inputs, node, message):
+    with pytest.raises(graphdef.GraphDefError, match=message):
+        model(f"inputs: {inputs}\nnodes: {{y: {node}}}\noutputs: [y]\n")
+
+
+# -- activations: hard_sigmoid, softsign ------------------------------------------------------
+
+def test_hard_sigmoid_is_onnxs_and_pytorchs_at_its_slope():
+    x = np.linspace(-4, 4, 17)
+    assert_same(ours("hard_sigmoid", x), theirs(lambda t: torch.clamp(0.2 * t + 0.5, 0, 1), x))
+    value, (grad,) = ours("hard_sigmoid", x, alpha=1 / 6)  # F.hardsigmoid, away from its kinks at ±3
+    inside = np.abs(x) != 3
+    expected = theirs(torch.nn.functional.hardsigmoid, x)
+    np.testing.assert_allclose(value, expected[0], rtol=1e-15)
+    np.testing.assert_allclose(grad[inside], expected[1][0][inside], rtol=1e-7)  # PyTorch's 1/6 there: a float32
+    assert_same(ours("softsign", x), theirs(torch.nn.functional.softsign, x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hard_sigmoid_exports_its_float64_slope_exactly(dtype):
+    x = np.linspace(-4, 4, 33)
+    value, run, types = exported(ONE.format(n=len(x), op="hard_sigmoid", attrs=", alpha: 0.3, beta: 0.4"), x,
+                                 dtype=dtype)
+    assert ("HardSigmoid" in types) == (dtype == "float32")  # its alpha, beta are float32 attributes
+    np.testing.assert_allclose(run(x), value, rtol=1e-7 if dtype == "float32" else 1e-15, atol=0)
+
+
+# -- trigonometric and hyperbolic functions: float64 ONNX forms ------------------------------
+
+EXTREMES = np.concatenate([np.linspace(-5, 5, 401), 10.0 ** np.arange(-300, 309, 11), -10.0 ** np.arange(-300, 309, 11),
+                           [0.0, 1.0, -1.0, 1 - 1e-12, -1 + 1e-12, 1 + 1e-12, 709.5, 710.2, -710.2, 2.0**28 + 4,
+                            np.inf, -np.inf, np.nan, 5e-324, 4e38]])
+
+
+@pytest.mark.parametrize("op, function", [("tan", np.tan), ("asin", np.arcsin), ("acos", np.arccos),
+                                          ("atan", np.arctan), ("sinh", np.sinh), ("cosh", np.cosh),
+                                          ("asinh", np.arcsinh), ("acosh", np.arccosh), ("atanh", np.arctanh)])
+def test_float64_exports_of_trig_match_numpy_everywhere(op, function):
+    """onnxruntime runs these in float32 only: the float64 forms agree with numpy to about an ulp from 1e-300 to
+    1e308, at the edges of their domains, and on NaN and infinities (tan near its poles: as far as sin/cos)."""
+    gx = pytest.importorskip("graphdef.onnx")
+    m = model(f"inputs: {{x: {{shape: [{len(EXTREMES)}]}}}}\nnodes: {{y: {{op: {op}, inputs: [x]}}}}\noutputs: [y]\n")
+    got = run_onnxruntime(gx.export(m), {"x": EXTREMES[None]})["y"][0]
+    with np.errstate(all="ignore"):
+        expected = function(EXTREMES)
+    np.testing.assert_allclose(got, expected, rtol=1e-13 if op == "tan" else 2e-15, atol=0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+
+
+def test_trig_gradients_match_pytorch_near_the_edges_of_their_domains():
+    for name, x in [("asin", [-0.999, 0.0, 0.999]), ("acos", [-0.999, 0.3, 0.999]), ("atanh", [-0.999, 0.5, 0.999]),
+                    ("acosh", [1.001, 2.0, 1e6]), ("tan", [-1.5, 0.0, 1.5]), ("asinh", [-1e6, 0.0, 1e-8]),
+                    ("sinh", [-700.0, 1e-9, 30.0]), ("cosh", [-30.0, 0.0, 700.0]), ("atan", [-1e8, 0.0, 1e8])]:
+        assert_same(ours(name, x), theirs(getattr(torch, name), x))
+
+
+# -- prod, trilu, tile ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (1, False), (0, True), ([0, 2], False), (-1, True)])
+def test_prod_matches_pytorch_where_inputs_are_zero(axis, keepdims):
+    x = np.array([[[2.0, 0.0, 3.0], [1.5, -1.0, 0.5]], [[0.0, 4.0, 0.0], [-2.0, 0.5, 3.0]]])
+    shape = ours("prod", x, axis=axis, keepdims=keepdims)[0].shape
+    g = np.arange(1.0, 1.0 + np.prod(shape)).reshape(shape)  # a different gradient per output element
+    torch_prod = lambda t: OPS["prod"].torch_function()(t, axis=axis, keepdims=keepdims)  # noqa: E731
+    assert_same(ours("prod", x, g=g, axis=axis, keepdims=keepdims), theirs(torch_prod, x, g=g))
+
+
+def test_prod_gradient_is_the_product_of_the_others():
+    """One zero: the others' product reaches it, 0 the rest; two zeros: 0 everywhere (out/x would be NaN)."""
+    _, (grad,) = ours("prod", [[2.0, 0.0, 3.0], [0.0, 4.0, 0.0], [2.0, 5.0, 3.0]], axis=1)
+    assert grad.tolist() == [[0.0, 6.0, 0.0], [0.0, 0.0, 0.0], [15.0, 6.0, 10.0]]
+
+
+def test_trilu_masks_values_of_any_dtype_and_needs_a_matrix():
+    m = model("inputs: {b: {shape: [3, 3], dtype: bool}, x: {shape: [2, 3]}}\nnodes:\n"
+              "  u: {op: trilu, inputs: [b], k: 1}\n  l: {op: trilu, inputs: [x], upper: false, k: -1}\n"
+              "outputs: [u, l]\n")
+    b, x = np.ones((3, 3), bool), np.arange(1.0, 7.0).reshape(2, 3)
+    values = m.forward({"b": b, "x": x})
+    assert values["u"].dtype == bool and values["u"].tolist() == np.triu(b, 1).tolist()
+    assert values["l"].tolist() == [[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]
+    with pytest.raises(graphdef.GraphDefError, match=r"trilu takes a matrix, or a stack of them: .* \[3\]"):
+        model("inputs: {x: {shape: [3]}}\nnodes: {y: {op: trilu, inputs: [x]}}\noutputs: [y]\n")
+    gx = pytest.importorskip("graphdef.onnx")
+    with pytest.raises(ValueError, match="trilu needs ONNX opset 14"):  # (as cast_like's below opset 15)
+        gx.export(m, opset=13)
+
+
+def test_tile_gradient_adds_up_the_copies():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    g = np.arange(24.0).reshape(4, 6)
+    value, (grad,) = ours("tile", x, g=g, repeats=[2, 3])
+    assert_same((value, [grad]), theirs(lambda t: torch.tile(t, (2, 3)), x, g=g))
+    assert grad[0, 0] == sum(g[i, j] for i in (0, 2) for j in (0, 2, 4))
+    with pytest.raises(graphdef.GraphDefError, match=r"tile needs one count per axis: repeats \[2\] for an input of "
+                                                     r"shape \[2, 2\]"):
+        model("inputs: {x: {shape: [2, 2]}}\nnodes: {y: {op: tile, inputs: [x], repeats: [2]}}\noutputs: [y]\n")
+    with pytest.raises(graphdef.GraphDefError, match="tile's repeats are counts, 0 or more"):
+        model("inputs: {x: {shape: [2]}}\nnodes: {y: {op: tile, inputs: [x], repeats: [-1]}}\noutputs: [y]\n")

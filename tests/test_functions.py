@@ -146,12 +146,12 @@ def test_shape_error_inside_a_standard_function_points_at_both():
 def test_include_resolves_relative_to_the_including_file(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "act.yaml").write_text("graphdef: 1\ninclude: [more.yaml]\nfunctions:\n"
-                                               "  softsign: {inputs: [v], nodes: {a: {op: abs, inputs: [v]}, "
+                                               "  soft_sign: {inputs: [v], nodes: {a: {op: abs, inputs: [v]}, "
                                                "d: {op: add, inputs: [a, 1]}, y: {op: div, inputs: [v, d]}}, outputs: [y]}\n")
     (tmp_path / "lib" / "more.yaml").write_text("graphdef: 1\nfunctions:\n  double: {inputs: [v], nodes: "
                                                 "{y: {op: mul, inputs: [v, 2]}}, outputs: [y]}\n")
     model_path = tmp_path / "m.yaml"
-    model_path.write_text(HEAD + "include: [lib/act.yaml]\nnodes:\n  s: {op: softsign, inputs: [x]}\n"
+    model_path.write_text(HEAD + "include: [lib/act.yaml]\nnodes:\n  s: {op: soft_sign, inputs: [x]}\n"
                                  "  d: {op: double, inputs: [s]}\noutputs: [d]\n")
     values = graphdef.load(model_path).forward({"x": [-1.0, 0.0, 3.0]})
     np.testing.assert_allclose(values["d"], [-1.0, 0.0, 1.5])

@@ -114,7 +114,7 @@ def test_every_model_round_trips(tmp_path, name):
 LIBRARY = """graphdef: 1
 include: [more.yaml]
 functions:
-  softsign:
+  soft_sign:
     inputs: [v]
     nodes:
       a: {op: abs, inputs: [v]}
@@ -150,7 +150,7 @@ constants: {half: 0.5}
 nodes:
   h: {op: dense, inputs: [x], in: 2, out: 2, activation: relu}
   t: {op: twice, inputs: [h]}
-  s: {op: softsign, inputs: [t]}
+  s: {op: soft_sign, inputs: [t]}
   c: {op: scaled, inputs: [s], k: 3.0}
   cb: {op: add, inputs: [c, bias]}
   ch: {op: mul, inputs: [cb, half]}
@@ -180,7 +180,7 @@ def test_functions_includes_and_settings_survive_a_save_and_a_move(tmp_path, com
     model = graphdef.load(composed)
     saved = serialize.save(model, tmp_path / "saved")
     reloaded = assert_round_trip(model, composed, saved)
-    assert set(reloaded.doc["functions"]) == {"twice", "softsign", "scaled"} and "include" not in reloaded.doc
+    assert set(reloaded.doc["functions"]) == {"twice", "soft_sign", "scaled"} and "include" not in reloaded.doc
     assert reloaded.dtype == np.float32 and reloaded.doc["parameters"]["bias"]["description"] == "a declared parameter"
     assert reloaded.doc["training"]["data"]["source"] == "../data.csv"  # still finds the data, from the new place
     shutil.rmtree(tmp_path / "lib")  # self-contained: the include files are no longer needed

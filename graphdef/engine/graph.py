@@ -65,12 +65,13 @@ class Graph(nx.MultiDiGraph):
         """The nodes in an order where each comes after its inputs."""
         return tuple(self.vertices[n] for n in self.order if self.vertices[n].kind == "node")
 
-    def ancestors(self, names) -> set:
-        """The vertices that `names` depend on, themselves included."""
+    def ancestors(self, names, differentiable: bool = False) -> set:
+        """The vertices that `names` depend on, themselves included; with `differentiable`, only through
+        vertices a gradient flows through (a gradient stops at an integer or boolean vertex)."""
         found, stack = set(names), list(names)
         while stack:
             for u in self.vertices[stack.pop()].inputs:
-                if u not in found:
+                if u not in found and (not differentiable or self.vertices[u].differentiable):
                     found.add(u)
                     stack.append(u)
         return found

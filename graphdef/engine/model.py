@@ -285,7 +285,7 @@ class Model:
         """(steps, vertices) on some path from a wrt vertex to `of`: all that backward needs to visit."""
         found = self._backward_plans.get((of, wrt))
         if found is None:
-            ancestors = self.ancestors([of])
+            ancestors = self.graph.ancestors([of], differentiable=True)
             reached = self.graph.reachable([w for w in wrt if w in ancestors]) & ancestors
             wanted = frozenset(n for n in reached if self.graph.vertices[n].differentiable)
             found = self._backward_plans[(of, wrt)] = tuple(s for s in self.steps if s.name in wanted), wanted

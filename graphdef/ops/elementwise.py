@@ -1,8 +1,9 @@
-"""Elementwise ops: the lecture's rules (§2) and the usual activations.
+"""Elementwise ops: the lecture's rules (§2), rounding, the usual activations and tests of values.
 
 Each op is one register_op call: forward, then its vector-Jacobian rule per input beside it,
 written as Python expressions (see registry.py). Broadcasting ops may return gradients of
-the broadcast shape; the engine reduces them.
+the broadcast shape; the engine reduces them. The trigonometric and hyperbolic functions
+are in trig.py, comparisons and logic in logic.py.
 """
 import functools
 import math
@@ -10,7 +11,7 @@ import math
 import numpy as np
 
 from .batching import elementwise
-from .registry import POSITIVE, REAL, SAME, ex, positive, register_op
+from .registry import FLOATS, POSITIVE, REAL, SAME, DTypeError, ex, positive, register_op
 
 BINARY = [ex((), ()), ex((3,), (3,)), ex((2, 3), (3,)), ex((4, 1), (1, 3)), ex((), (2, 2))]
 UNARY = [ex(()), ex((4,)), ex((2, 3))]
@@ -26,15 +27,34 @@ def _binary(name, forward, backward, doc, onnx, **options):
                 torch=f"x, y: torch.{name}(x, y)", scope=globals(), **options)
 
 
-def _unary(name, forward, backward, doc, onnx, torch=None, examples=UNARY, **options):
+def _unary(name, forward, backward, doc, onnx, torch=None, examples=UNARY, scope=None, **options):
+    """A one-input elementwise op; `scope`: where its expressions are read (another module's ops, trig.py's)."""
     register_op(name, forward, backward, batch=elementwise, doc=doc, examples=examples,
                 onnx=onnx if callable(onnx) else onnx_node(onnx), torch=torch or f"x: torch.{name}(x)",
-                scope=globals(), **options)
+                scope=scope or globals(), **options)
 
 
-_binary("add", "x, y: x + y", ("g", "g"), "x + y (∂/∂x = 1, ∂/∂y = 1)", "Add")
-_binary("sub", "x, y: x - y", ("g", "-g"), "x − y (∂/∂x = 1, ∂/∂y = −1)", "Sub")
-_binary("mul", "x, y: x * y", ("g * y", "g * x"), "x × y (∂/∂x = y, ∂/∂y = x)", "Mul")
+def NUMBERS(*dtypes, **attrs) -> str:
+    """The dtype rule of arithmetic that integers have too (add, mul, maximum...): floats, or int64 throughout,
+    as in ONNX. An integer result carries no gradient (the engine never asks its rules)."""
+    if "bool" in dtypes or len(set(dtypes)) > 1:
+        raise DTypeError(f"inputs hold {' and '.join(dtypes)} values; this op takes floats, or integers (int64), "
+                         "all of one kind: convert one with cast_like")
+    return dtypes[0]
+
+
+def giving(dtype: str, rule=FLOATS):
+    """A dtype rule whose result is `dtype` (bool for tests and comparisons, int64 for argmax), the inputs
+    checked by `rule`."""
+    def checked(*dtypes, **attrs):
+        rule(*dtypes, **attrs)
+        return dtype
+    return checked
+
+
+_binary("add", "x, y: x + y", ("g", "g"), "x + y (∂/∂x = 1, ∂/∂y = 1)", "Add", dtype=NUMBERS)
+_binary("sub", "x, y: x - y", ("g", "-g"), "x − y (∂/∂x = 1, ∂/∂y = −1)", "Sub", dtype=NUMBERS)
+_binary("mul", "x, y: x * y", ("g * y", "g * x"), "x × y (∂/∂x = y, ∂/∂y = x)", "Mul", dtype=NUMBERS)
 _binary("div", "x, y: x / y", ("g / y", "-g * out / y"), "x / y (∂/∂x = 1/y, ∂/∂y = −x/y²)", "Div",
         domain=[REAL, POSITIVE], fault="division by zero: keep the divisor away from 0")
 
@@ -71,7 +91,7 @@ register_op("log", "x, *, base=math.e: np.log(x) if base == math.e else np.log(x
             fault="log of zero gives -inf and of a negative number NaN: keep its input positive",
             onnx=lambda e, i, o, a: onnx_log(e, i[0], o, a["base"]), torch="x: torch.log(x) / math.log(base)")
 
-_unary("neg", "x: -x", "-g", "−x (∂/∂x = −1)", "Neg")
+_unary("neg", "x: -x", "-g", "−x (∂/∂x = −1)", "Neg", dtype=NUMBERS)
 _unary("reciprocal", "x: 1 / x", "-g * out * out", "1/x (∂/∂x = −1/x²)", "Reciprocal", domain=[POSITIVE],
        fault="1/0 is infinite: keep the input away from 0")
 _unary("relu", "x: np.maximum(x, 0)", "g * (x > 0)", "max(x, 0) (∂/∂x = 1 where x > 0, else 0)", "Relu")
@@ -81,7 +101,7 @@ _unary("tanh", "x: np.tanh(x)", "g * (1 - out * out)", "tanh x (∂/∂x = 1 −
 _unary("square", "x: x * x", "2 * g * x", "x² (∂/∂x = 2x)", lambda e, i, o, a: e.node("Mul", [i[0], i[0]], o))
 _unary("sqrt", "x: np.sqrt(x)", "g / (2 * out)", "√x (∂/∂x = 1/(2√x))", "Sqrt", domain=[POSITIVE],
        fault="square root of a negative number")
-_unary("abs", "x: np.abs(x)", "g * np.sign(x)", "|x| (∂/∂x = sign x)", "Abs")
+_unary("abs", "x: np.abs(x)", "g * np.sign(x)", "|x| (∂/∂x = sign x)", "Abs", dtype=NUMBERS)
 _unary("identity", "x: x", "g", "x unchanged (∂/∂x = 1)", "Identity", torch="x: x", dtype=SAME)  # any dtype
 
 
@@ -93,9 +113,9 @@ def _tie_split(g, a, b):
 
 
 _binary("maximum", "x, y: np.maximum(x, y)", ("_tie_split(g, x, y)", "_tie_split(g, y, x)"),
-        "the larger of x and y (∂ = 1 to the larger, ½ each on ties)", "Max")
+        "the larger of x and y (∂ = 1 to the larger, ½ each on ties)", "Max", dtype=NUMBERS)
 _binary("minimum", "x, y: np.minimum(x, y)", ("_tie_split(g, y, x)", "_tie_split(g, x, y)"),
-        "the smaller of x and y (∂ = 1 to the smaller, ½ each on ties)", "Min")
+        "the smaller of x and y (∂ = 1 to the smaller, ½ each on ties)", "Min", dtype=NUMBERS)
 
 
 def _clip(x, *, min: float | None = None, max: float | None = None):
@@ -119,6 +139,18 @@ _unary("clip", _clip, "g * _inside(x, min, max)",
        examples=[ex((2, 3), min=-0.5, max=0.5), ex((4,), min=0.0), ex((), max=0.3)])
 
 
+# -- rounding: piecewise constant ------------------------------------------------------
+# Their derivative is 0 wherever it exists (at the jumps it does not): PyTorch's autograd gives zeros too.
+
+ZERO = "np.zeros_like(g)"
+
+_unary("floor", "x: np.floor(x)", ZERO, "the largest integer ≤ x, as a float (∂/∂x = 0)", "Floor")
+_unary("ceil", "x: np.ceil(x)", ZERO, "the smallest integer ≥ x, as a float (∂/∂x = 0)", "Ceil")
+_unary("round", "x: np.round(x)", ZERO, "x rounded to the nearest integer, halves to even, as a float (∂/∂x = 0)",
+       "Round")
+_unary("sign", "x: np.sign(x)", ZERO, "−1, 0 or 1 as x is negative, zero or positive (∂/∂x = 0)", "Sign")
+
+
 # -- special functions -----------------------------------------------------------------
 
 TWO_OVER_ROOT_PI = 2 / math.sqrt(math.pi)
@@ -131,10 +163,16 @@ def _erf(x):
 
 
 def native(e) -> bool:
-    """Whether the export is in float32. onnxruntime has no float64 kernel for Erf, Gelu, LeakyRelu, Elu or
-    Softplus (it runs some through their function bodies, at opset 18 only): in float64 they are spelled out
-    in elementary nodes."""
+    """Whether the export is in float32. onnxruntime has no float64 kernel for Erf, Gelu, LeakyRelu, Elu,
+    Softplus or Softsign (it runs some through their function bodies, at opset 18 only), nor for the
+    trigonometric functions but sin and cos: in float64 they are spelled out in elementary nodes."""
     return e.model.dtype == np.float32
+
+
+def onnx_native_or(op_type: str, spelled):
+    """The op's own node in float32; in float64, `spelled(e, x, out)`: the same function in nodes onnxruntime
+    runs in float64."""
+    return lambda e, i, o, a: e.node(op_type, i, o) if native(e) else spelled(e, i[0], o)
 
 
 # erf in float64: its Taylor series around the nearest point of a grid (step ¼ on [−6, 6]; beyond it erf is
@@ -172,8 +210,6 @@ def onnx_erf(e, x: str, out: str | None = None) -> str:
 
 _unary("erf", "x: _erf(x)", "g * TWO_OVER_ROOT_PI * np.exp(-x * x)",
        "the error function, 2/√π ∫₀ˣ e^(−t²) dt (∂/∂x = (2/√π)·e^(−x²))", lambda e, i, o, a: onnx_erf(e, i[0], o))
-_unary("sin", "x: np.sin(x)", "g * np.cos(x)", "sin x (∂/∂x = cos x)", "Sin")
-_unary("cos", "x: np.cos(x)", "-g * np.sin(x)", "cos x (∂/∂x = −sin x)", "Cos")
 
 
 # -- activations -----------------------------------------------------------------------
@@ -282,3 +318,31 @@ _unary("gelu", _gelu, "g * (_gate(x, approximate) + x * _gate_slope(x, approxima
        "x·Φ(x), Φ the normal CDF or its tanh form (∂/∂x = Φ(x) + x·Φ′(x))",
        lambda e, i, o, a: onnx_gelu(e, i[0], o, a["approximate"]), torch="x: F.gelu(x, approximate=approximate)",
        shape=_check_gelu_form, examples=UNARY + [ex((2, 3), approximate="tanh")])
+
+
+_unary("softsign", "x: x / (1 + np.abs(x))", "g / np.square(1 + np.abs(x))", "x/(1 + |x|) (∂/∂x = 1/(1 + |x|)²)",
+       onnx_native_or("Softsign", lambda e, x, out: e.node("Div", [x, e.node("Add", [e.node("Abs", [x]),
+                                                                                   e.const(1.0)])], out)),
+       torch="x: F.softsign(x)")
+
+
+def onnx_hard_sigmoid(e, x: str, out: str, alpha: float, beta: float) -> str:
+    """HardSigmoid in float32; in float64 alpha·x + beta clipped, as the node's alpha and beta are float32
+    attributes (its 0.2 is off by 3e-9)."""
+    if native(e):
+        return e.node("HardSigmoid", [x], out, alpha=alpha, beta=beta)
+    return onnx_clip(e, e.node("Add", [e.node("Mul", [x, e.const(alpha)]), e.const(beta)]), out, 0.0, 1.0)
+
+
+_unary("hard_sigmoid", "x, *, alpha=0.2, beta=0.5: np.clip(alpha * x + beta, 0, 1)",
+       "g * alpha * _inside(alpha * x + beta, 0, 1)",
+       "max(0, min(1, alpha·x + beta)), as ONNX HardSigmoid (∂/∂x = alpha inside, bounds included as for clip)",
+       lambda e, i, o, a: onnx_hard_sigmoid(e, i[0], o, a["alpha"], a["beta"]),
+       torch="x: torch.clamp(alpha * x + beta, 0, 1)",  # F.hardsigmoid's alpha is 1/6
+       examples=UNARY + [ex((2, 3), alpha=1 / 6), ex((4,), alpha=0.5, beta=0.2), ex((2, 3), alpha=1.0)])
+
+
+# -- tests of values: booleans, no gradient ------------------------------------------------
+
+_unary("isnan", "x: np.isnan(x)", None, "whether x is NaN (a bool)", "IsNaN", dtype=giving("bool"))
+_unary("isinf", "x: np.isinf(x)", None, "whether x is infinite, either sign (a bool)", "IsInf", dtype=giving("bool"))

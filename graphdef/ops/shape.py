@@ -1,5 +1,5 @@
-"""Shape ops: joining arrays (concat, stack), reshaping them (squeeze, unsqueeze, expand, flatten), and
-cast_like, which changes only their dtype.
+"""Shape ops: joining arrays (concat, stack), reshaping them (squeeze, unsqueeze, expand, flatten), tiling
+them, and cast_like, which changes only their dtype.
 
 They move values without computing on them, so they take any dtype (floats, int64, bool) and
 give it back unchanged; each gradient puts g back where its values came from (cut at a seam,
@@ -292,6 +292,42 @@ register_op("flatten", _flatten, RESHAPED, dtype=SAME, batch=_flatten_batch, onn
             torch="x: torch.flatten(x, start_axis, end_axis)",
             examples=[ex((2, 3, 2)), ex((2, 3, 2), start_axis=1), ex((2, 2, 2, 2), start_axis=1, end_axis=2),
                       ex((3, 2), end_axis=0), ex((2, 3, 2), start_axis=-2, end_axis=-1)])
+
+
+# -- tile: copies side by side ---------------------------------------------------------------
+
+def _tile(x, *, repeats: list[int]):
+    """x repeated repeats[i] times along each axis i, as ONNX Tile (∂ sums g's tiles).
+
+    np.tile, with exactly one count per axis.
+    """
+    return np.tile(x, repeats)
+
+
+def _untile(g, x, repeats):
+    """tile's gradient: each axis of g split into (copies, the input's size), the copies summed."""
+    shape = np.shape(x)
+    tiles = np.reshape(g, [d for pair in zip(repeats, shape) for d in pair])
+    return tiles.sum(axis=tuple(range(0, 2 * len(shape), 2)))
+
+
+def _tile_shape(x, *, repeats):
+    if min(repeats, default=0) < 0:
+        raise ValueError(f"tile's repeats are counts, 0 or more: got {list(repeats)}")
+    if x is None:
+        return None
+    if len(repeats) != len(x):
+        raise ShapeError(f"tile needs one count per axis: repeats {list(repeats)} for an input of shape "
+                         f"{show_shape(x)}")
+    return tuple(None if d is None else d * r for d, r in zip(x, repeats))
+
+
+register_op("tile", _tile, "_untile(g, x, repeats)", shape=_tile_shape, dtype=SAME,
+            batch=lambda shapes, batched, *, repeats: Lift(((),), {"repeats": (1, *repeats)}),  # one copy per sample
+            onnx=lambda e, i, o, a: e.node("Tile", [i[0], _int64(e, list(a["repeats"]))], o),
+            torch="x: torch.tile(x, tuple(repeats))",
+            examples=[ex((3,), repeats=[2]), ex((2, 3), repeats=[2, 1]), ex((1, 2), repeats=[3, 2]),
+                      ex((2, 1, 2), repeats=[1, 3, 2]), ex((), repeats=[])])
 
 
 # -- cast_like: the same values in another dtype ----------------------------------------------

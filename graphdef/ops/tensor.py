@@ -1,11 +1,12 @@
-"""Tensor ops: matrix products, einsum, reductions, running sums and reshaping."""
+"""Tensor ops: matrix products, einsum, reductions, running sums, triangles and reshaping."""
 import functools
+import math
 import string
 
 import numpy as np
 
 from .batching import Lift, along_axis, matrix_product, permutation, ranks, reduction, reshaping
-from .registry import SAME, ShapeError, broadcast_shape, ex, register_op, unbroadcast
+from .registry import SAME, ShapeError, broadcast_shape, ex, register_op, show_shape, unbroadcast
 
 
 def _axes(axis, rank: int) -> tuple:
@@ -277,6 +278,39 @@ register_op("logsumexp", _logsumexp, "_unreduce(g, x, axis, keepdims) * np.exp(x
             onnx=onnx_reduce("ReduceLogSumExp"))
 
 
+def _prod(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
+    """Product of elements over axis (all by default)."""
+    return np.prod(x, axis=axis, keepdims=keepdims)
+
+
+def _others(x, axis):
+    """For each element, the product of the others it is multiplied with: running products from both ends of
+    the reduced elements, exact where some are 0 (where out/x is not)."""
+    x = np.asarray(x)
+    axes = _axes(axis, x.ndim)
+    last = tuple(range(x.ndim - len(axes), x.ndim))
+    moved = np.moveaxis(x, axes, last)
+    kept = moved.shape[:x.ndim - len(axes)]
+    rows = moved.reshape(kept + (math.prod(moved.shape[len(kept):]),))
+    before, after = np.ones_like(rows), np.ones_like(rows)
+    before[..., 1:] = np.cumprod(rows[..., :-1], axis=-1)
+    after[..., :-1] = np.cumprod(rows[..., :0:-1], axis=-1)[..., ::-1]
+    return np.moveaxis((before * after).reshape(moved.shape), last, axes)
+
+
+def _torch_prod(x, axis, keepdims):
+    """The PyTorch oracle: torch.prod one axis at a time (it takes one), the last first."""
+    for a in sorted(_axes(axis, x.ndim), reverse=True):
+        x = x.prod(a, keepdim=keepdims)
+    return x
+
+
+register_op("prod", _prod, "_unreduce(g, x, axis, keepdims) * _others(x, axis)", shape=_reduce_shape,
+            batch=reduction, doc="product of elements over axis (∂: the product of the others, exact at zeros)",
+            examples=REDUCE_EXAMPLES + [ex((3, 4), axis=[0, 1], keepdims=True)],
+            torch="x: _torch_prod(x, axis, keepdims)", onnx=onnx_reduce("ReduceProd"))
+
+
 # -- along an axis ------------------------------------------------------------
 
 def _axis_shape(shape, *, axis):
@@ -296,6 +330,37 @@ register_op("cumsum", _cumsum, "np.flip(np.cumsum(np.flip(g, axis), axis=axis), 
             torch="x: torch.cumsum(x, dim=axis)",
             examples=[ex((4,), axis=0), ex((2, 3), axis=1), ex((2, 3), axis=0), ex((2, 3, 2), axis=-2)],
             onnx=lambda e, i, o, a: e.node("CumSum", [i[0], e.const(a["axis"], np.int64)], o))
+
+
+# -- triangles of matrices ----------------------------------------------------
+
+def _trilu(x, *, upper: bool = True, k: int = 0):
+    """x's upper (or lower) triangle on its last two axes, zeros elsewhere, as ONNX Trilu (∂ masks g alike).
+
+    The triangle's edge is the k-th diagonal above the main one (below it for k < 0): torch.triu and tril.
+    """
+    return np.triu(x, k) if upper else np.tril(x, k)
+
+
+def _matrices_shape(x, **attrs):
+    if x is not None and len(x) < 2:
+        raise ShapeError(f"trilu takes a matrix, or a stack of them: its input's shape is {show_shape(x)}")
+    return x
+
+
+def onnx_trilu(e, x: str, out: str, upper: bool, k: int) -> str:
+    if e.opset < 14:
+        raise ValueError("trilu needs ONNX opset 14 or newer (Trilu)")
+    return e.node("Trilu", [x, e.const(k, np.int64)], out, upper=int(upper))
+
+
+register_op("trilu", _trilu, "_trilu(g, upper=upper, k=k)", shape=_matrices_shape, dtype=SAME,
+            batch=lambda shapes, batched, **attrs: Lift(((),), attrs),  # the last two axes: the batch's is first
+            torch="x: torch.triu(x, k) if upper else torch.tril(x, k)",
+            onnx=lambda e, i, o, a: onnx_trilu(e, i[0], o, a["upper"], a["k"]),
+            examples=[ex((3, 3)), ex((2, 4), k=1), ex((4, 2), upper=False), ex((2, 3, 3), upper=False, k=-1),
+                      ex((3, 4), k=-2), ex((2, 2), k=5)])
+
 
 # -- shape changes ------------------------------------------------------------
 
