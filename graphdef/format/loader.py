@@ -195,6 +195,10 @@ class _Loader:
             return
         split, positions = {}, dict(self.source.positions)
         calls, members = dict(self.source.calls), dict(self.source.members)
+        placed = {}  # node -> its positions, grouped once (a scan per output would be quadratic)
+        for path, where in self.source.positions.items():
+            if len(path) >= 2 and path[0] == "nodes":
+                placed.setdefault(path[1], []).append((path, where))
         for name, spec in nodes.items():
             op = OPS.get(spec["op"]) if spec is not BROKEN else None
             if op is not None and op.outputs and "output" in spec:
@@ -212,8 +216,7 @@ class _Loader:
                                f"{i} of '{name}' ({op.name})", "rename the node")
                     continue
                 split[f"{name}/{i}"] = {**spec, "output": i}
-                positions.update({("nodes", f"{name}/{i}") + path[2:]: where for path, where in
-                                  self.source.positions.items() if path[:2] == ("nodes", name)})
+                positions.update({("nodes", f"{name}/{i}") + path[2:]: where for path, where in placed.get(name, ())})
                 for table in (calls, members):  # the call the node came from, for errors and drawings
                     if name in table:
                         table[f"{name}/{i}"] = table[name]
