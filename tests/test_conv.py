@@ -1,9 +1,10 @@
 """Convolution and pooling: the edge cases the registry-generated tests do not reach.
 
 PyTorch is the oracle for values and gradients (padding 'same' with even kernels, ceil_mode's
-dropped window, ties in max pooling, a whole convolutional network); shape errors name the
-sizes at fault; ONNX export runs in onnxruntime with a kernel shared by the batch (the native
-Conv/ConvTranspose/AveragePool in float32, the Einsum form in float64) and on a single sample.
+dropped window, ties in max pooling, a whole convolutional network), and checks the oracle of
+dilated averages, which PyTorch lacks; shape errors name the sizes at fault; ONNX export runs in
+onnxruntime with a kernel shared by the batch (the native Conv/ConvTranspose/AveragePool in float32,
+the Einsum form in float64) and on a single sample.
 """
 import json
 
@@ -13,6 +14,7 @@ import pytest
 import graphdef
 from batch_cases import run_onnxruntime
 from graphdef.ops import OPS
+from graphdef.ops.pooling import _pool_window, _torch_window_mean
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -55,6 +57,20 @@ def test_ceil_mode_keeps_the_windows_pytorch_keeps(name, size, kernel, stride, p
     (theirs * torch.tensor(g)).sum().backward()
     saved = op.saved(ours, x, **attrs)
     np.testing.assert_allclose(op.backward[0](g, saved, x, **attrs), t.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [(5, 2, 2, 1), (5, 3, 2, 1), (7, 2, 3, 1), (8, 4, 3, 2)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("count_include_pad", [False, True])
+def test_the_oracle_of_dilated_averages_is_f_avg_pool2d_undilated(size, kernel, stride, padding, ceil_mode,
+                                                                  count_include_pad):
+    """PyTorch's avg_pool2d has no dilation: the oracle of a dilated one (depthwise convolutions by ones) counts
+    cells as PyTorch does when its windows are not dilated."""
+    win = _pool_window((size, size + 1), kernel, stride, padding, 1, ceil_mode)
+    x = torch.tensor(np.random.default_rng(size).normal(size=(2, 3, size, size + 1)))
+    np.testing.assert_allclose(_torch_window_mean(x, F, win, count_include_pad).numpy(),
+                               F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad).numpy(),
+                               rtol=1e-12)
 
 
 def test_ceil_mode_drops_a_window_that_would_start_in_the_padding_after():
@@ -103,7 +119,9 @@ def test_float32_stays_float32(name):
     ([1, 8, 2], [2, 1, 3, 3], {"dilation": 2, "padding": [0, 1]},
      r"reaches 5 \(3 dilated by 2\) along spatial axis 1, more than the padded input's 4 \(2 \+ padding 1 \+ 1\)"),
     ([1, 8, 8], [2, 1, 3, 3], {"padding": "same", "stride": 2}, "padding 'same' needs stride 1"),
-    ([2, 1, 8, 8], [2, 1, 3, 3], {}, r"conv2d takes one sample x \[C, H, W\], got \[2, 1, 8, 8\]"),
+    ([2, 1, 8, 8], [2, 1, 3, 3], {}, r"conv2d takes x \[C, H, W\] after batch_dims=0 sample axes, got \[2, 1, 8, 8\]"),
+    ([1, 8, 8], [2, 1, 3, 3], {"batch_dims": 1}, r"after batch_dims=1 sample axes, got \[1, 8, 8\]"),
+    ([2, 1, 8, 8], [2, 1, 3, 3], {"batch_dims": -1}, "batch_dims must be 0 or more"),
 ])
 def test_conv2d_shape_errors_name_the_sizes(x, w, attrs, message):
     node = {"op": "conv2d", "inputs": ["x", "w"], **attrs}
@@ -215,8 +233,22 @@ def test_export_with_a_kernel_shared_by_the_batch(name, index, dtype):
     """ONNX's own operator in float32 (onnxruntime has no float64 kernels for it), the Einsum form in float64."""
     model, feeds, proto = exported_case(name, OPS[name].examples[index], dtype, batched=("x",))
     types = {n.op_type for n in proto.graph.node}
-    if name in NATIVE:
+    if name in NATIVE and not is_dilated_average(name, OPS[name].examples[index][1]):
         assert (NATIVE[name] in types) == (dtype == "float32") and ("Einsum" in types) == (dtype == "float64"), types
+    assert_runs_the_same(model, feeds, proto)
+
+
+def is_dilated_average(name: str, attrs: dict) -> bool:
+    return name == "avg_pool2d" and attrs.get("dilation", 1) not in (1, [1, 1])
+
+
+@pytest.mark.parametrize("opset", [18, 19])
+def test_a_dilated_average_exports_as_average_pool_from_opset_19(opset):
+    """AveragePool dilates its windows from opset 19 on; before, the export is the Einsum form."""
+    attrs = {"kernel_size": 2, "padding": 1, "dilation": [2, 1], "count_include_pad": False}
+    model, feeds, _ = exported_case("avg_pool2d", (((2, 6, 5),), attrs), "float32", batched=("x",))
+    proto = gx.export(model, opset=opset)
+    assert ("AveragePool" in {n.op_type for n in proto.graph.node}) == (opset >= 19)
     assert_runs_the_same(model, feeds, proto)
 
 

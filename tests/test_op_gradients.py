@@ -76,6 +76,7 @@ def test_backward_matches_finite_differences(name, example):
         rng = np.random.default_rng(seed_of(name, shapes, output))
         inputs = sample(op, shapes, rng)
         out = np.asarray(call(op.forward, op, training, *inputs, **full_attrs))
+        differentiable = out.dtype.kind == "f"
         assert out.shape == op.shape(*shapes, **full_attrs), "shape rule disagrees with forward"
         if op.save is not None:
             np.testing.assert_allclose(call(op.save, op, training, *inputs, **full_attrs)[0], out, rtol=1e-12,
@@ -84,7 +85,7 @@ def test_backward_matches_finite_differences(name, example):
         g = rng.normal(size=np.shape(call(op.forward, op, training, *inputs, **full_attrs)))
         assert len(op.backward) == op.arity
         for k, (x, rule) in enumerate(zip(inputs, op.backward)):
-            if x.dtype.kind != "f" or out.dtype.kind != "f":
+            if x.dtype.kind != "f" or not differentiable:
                 assert rule is None, f"{name}: input {k} or the output holds integers, so there is no gradient rule"
                 continue
             expected = numeric_vjp(op, inputs, full_attrs, g, k, training)

@@ -1,4 +1,4 @@
-"""Convolution ops, NCHW as in PyTorch and ONNX; shapes are per sample ([C, H, W]).
+"""Convolution ops, NCHW as in PyTorch and ONNX: x is [C, *spatial] after `batch_dims` sample axes (0: one sample).
 
 Every op here slides a window over the last n (spatial) axes of x. Two helpers do all the
 sliding: `_windows` reads the windows as a strided view of the padded input (im2col without
@@ -7,9 +7,10 @@ strided slice per kernel offset. A convolution is then a matrix product of its k
 the windows; a transposed convolution is that product's adjoint. The pooling ops (pooling.py)
 slide their windows with the same helpers, and export to ONNX with those of the ONNX section.
 
-x is declared as one sample [C, *spatial]. Leading axes (a batch of samples, a batch of
-kernels) are carried through every rule, so the batching rule only says "lift nothing": a
-per-sample kernel is a kernel with a leading axis, and the products broadcast over it.
+The numpy rules carry any leading axes through (the products broadcast over them), so they never
+read batch_dims: the shape rule, the PyTorch expression and the ONNX mapping do. A batch adds one
+more sample axis to x, as in batch_norm and group_norm. A batch of kernels is a kernel with a leading
+axis, which lines up with x's batch when x has no sample axes of its own; else the op runs per sample.
 
 ONNX export writes Conv and ConvTranspose where they compute what PyTorch does and
 onnxruntime runs them (float32, one kernel for the batch); otherwise the op as an Einsum with
@@ -22,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import GraphDefError
-from .batching import Lift
+from .batching import PER_SAMPLE, Lift
 from .registry import ShapeError, ex, register_op, show_shape, unbroadcast
 
 Size = int | list[int]  # an attribute given once for every spatial axis, or once per axis
@@ -94,12 +95,14 @@ def _positions(spatial, win: Window) -> tuple:
     return tuple(counts)
 
 
-def _check_sample(x, n: int, op: str) -> None:
-    """x is one sample [C, *spatial]: the batch axis comes with the batch."""
-    if len(x) != n + 1:
+def _check_sample(x, n: int, op: str, batch_dims: int) -> None:
+    """x is [C, *spatial] after batch_dims sample axes: a batch adds its own, the model declares the others."""
+    if batch_dims < 0:
+        raise ValueError(f"batch_dims must be 0 or more, got {batch_dims}")
+    if len(x) != batch_dims + n + 1:
         layout = "C, L" if n == 1 else "C, H, W"
-        raise ShapeError(f"{op} takes one sample x [{layout}], got {show_shape(x)}: declare the input per sample "
-                         "(a batch adds its own leading axis)")
+        raise ShapeError(f"{op} takes x [{layout}] after batch_dims={batch_dims} sample axes, got {show_shape(x)}: "
+                         "declare the input per sample (a batch adds its own leading axis), or set batch_dims")
 
 
 def _kernel_axes(n: int) -> tuple:
@@ -174,9 +177,18 @@ def _kernel_gradient(g, x, w_shape: tuple, win: Window, groups: int):
     return unbroadcast(gw.reshape(*gw.shape[:-3], *w_shape[-n - 2:]), w_shape)
 
 
-def _lead_as_is(shapes, batched, **attrs) -> Lift:
-    """The rules take leading axes as they come (a batch of samples, of kernels): nothing to lift."""
-    return Lift(((),) * len(shapes), attrs)
+def _samples_first(shapes, batched, *, batch_dims, **attrs) -> Lift:
+    """A batch of x is one more sample axis. A batch of kernels broadcasts against x's leading axes, so it lines
+    up with x's batch only when x has no other sample axes (else the op runs per sample, as batch_norm does)."""
+    if any(batched[1:]) and batch_dims:
+        return PER_SAMPLE
+    return Lift(((),) * len(shapes), {**attrs, "batch_dims": batch_dims + batched[0]})
+
+
+def _on_samples(batch_dims: int, f, x, *args, **kwargs):
+    """f, a PyTorch op on a batch [N, C, *spatial], on x with batch_dims sample axes (none, or several) as N."""
+    y = f(x.reshape(-1, *x.shape[batch_dims:]), *args, **kwargs)
+    return y.reshape(*x.shape[:batch_dims], *y.shape[1:])
 
 
 # -- ONNX ---------------------------------------------------------------------------------
@@ -192,14 +204,14 @@ def _onnx_native(e) -> bool:
     return e.elem == e.onnx.TensorProto.FLOAT
 
 
-def _static_shape(e, name: str, n: int) -> tuple:
-    """A node input's per-sample shape, read from the model: the sizes an ONNX node needs but the op's
-    attributes do not give (a kernel's, for padding 'same' and the Einsum form)."""
+def _static_shape(e, name: str, rank: int) -> tuple:
+    """The last `rank` sizes of a node input's declared shape: those an ONNX node needs but the op's attributes
+    do not give (a kernel's, for padding 'same' and the Einsum form)."""
     shape = e.model.graph.vertices[name].shape
-    if shape is None or None in shape[-n - 1:]:
+    if shape is None or None in shape[-rank:]:
         raise GraphDefError(f"cannot export a convolution or pooling of '{name}' of shape {show_shape(shape)}: "
                             "its channels and spatial sizes must be declared")
-    return shape
+    return shape[-rank:]
 
 
 def _onnx_geometry(win: Window) -> dict:
@@ -208,20 +220,29 @@ def _onnx_geometry(win: Window) -> dict:
 
 
 def _onnx_on_batch(e, x: str, lead: int, node, out: str):
-    """node(x, out): an ONNX operator that wants a leading batch axis, which a single sample (lead 0) is given."""
-    if lead:
+    """node(x, out): an ONNX operator that wants one leading batch axis, made of x's `lead` sample axes (none, or
+    several) flattened together, and split again in its result."""
+    if lead == 1:
         return node(x, out)
-    return e.squeeze(node(e.unsqueeze(x, (0,)), None), (0,), out)
+    y = node(e.node("Reshape", [x, e.node("Concat", [e.const([-1], np.int64), _onnx_sizes(e, x, lead)], axis=0)]),
+             None)
+    return e.node("Reshape", [y, e.node("Concat", [_onnx_sizes(e, x, 0, lead), _onnx_sizes(e, y, 1)], axis=0)], out)
 
 
-def _onnx_reshape(e, x: str, batched: int, sizes, out: str | None = None) -> str:
-    """x, batched or not, with each sample reshaped to `sizes`."""
-    return e.node("Reshape", [x, e.const([-1] * batched + list(sizes), np.int64)], out)
+def _onnx_sizes(e, x: str, start: int, stop: int = np.iinfo(np.int64).max) -> str:
+    """x's sizes from axis start to stop, at run time."""
+    return e.node("Slice", [e.node("Shape", [x]), e.const([start], np.int64), e.const([stop], np.int64)])
+
+
+def _onnx_reshape(e, x: str, lead: int, sizes, out: str | None = None) -> str:
+    """x with its first `lead` axes kept (a 0 copies a size in ONNX's Reshape) and the rest reshaped to `sizes`."""
+    return e.node("Reshape", [x, e.const([0] * lead + list(sizes), np.int64)], out)
 
 
 def _onnx_grouped(e, x: str, w: str, leads: tuple, x_shape: tuple, w_shape: tuple, groups: int) -> list[str]:
     """x [C, *spatial] as [groups, C/groups, *spatial] and w [A, B, *kernel] as [groups, A/groups, B, *kernel], for
-    the Einsum; a batch axis of 1 for the one without (onnxruntime's Einsum wants as many axes under each ellipsis)."""
+    the Einsum; singleton leading axes for the one with fewer (onnxruntime's Einsum wants as many under each
+    ellipsis)."""
     sizes = ((groups, x_shape[0] // groups, *x_shape[1:]), (groups, w_shape[0] // groups, *w_shape[1:]))
     return [_onnx_reshape(e, v, k, (1,) * (max(leads) - k) + s) for v, k, s in zip((x, w), leads, sizes)]
 
@@ -240,10 +261,10 @@ def _selection_terms(n: int) -> str:
 # -- conv1d, conv2d -----------------------------------------------------------------------
 
 def _conv_shape(n: int, op: str):
-    def shape(x, w, *, stride, padding, dilation, groups):
+    def shape(x, w, *, stride, padding, dilation, groups, batch_dims):
         if x is None or w is None:
             return None
-        _check_sample(x, n, op)
+        _check_sample(x, n, op, batch_dims)
         if len(w) != n + 2:
             raise ShapeError(f"{op} takes kernels w [C_out, C_in/groups, {', '.join(['k'] * n)}], got {show_shape(w)}")
         _check_channels(x[-n - 1], w[0], w[1], groups, x, w)
@@ -269,25 +290,26 @@ def _check_channels(channels, out_channels, per_group, groups: int, x, w) -> Non
 
 def _convolution(n: int):
     """conv1d or conv2d: forward, rules and ONNX mapping; the spatial rank n says which axes of x are spatial."""
-    def forward(x, w, *, stride: Size = 1, padding: Size | str = 0, dilation: Size = 1, groups: int = 1):
+    def forward(x, w, *, stride: Size = 1, padding: Size | str = 0, dilation: Size = 1, groups: int = 1,
+                batch_dims: int = 0):
         return _correlate(x, w, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
 
-    def vjp_x(g, out, x, w, *, stride, padding, dilation, groups):
+    def vjp_x(g, out, x, w, *, stride, padding, dilation, groups, batch_dims):
         win = _conv_window(w.shape[-n:], stride, padding, dilation)
         return unbroadcast(_correlate_adjoint(g, w, x.shape[-n:], win, groups), x.shape)
 
-    def vjp_w(g, out, x, w, *, stride, padding, dilation, groups):
+    def vjp_w(g, out, x, w, *, stride, padding, dilation, groups, batch_dims):
         return _kernel_gradient(g, x, w.shape, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
 
     def onnx(e, inputs, out, attrs):
         """Conv, or the Einsum Σ x[g, c, cells] · w[g, o, c, offsets] · A[place, offset, cell] per axis."""
         (x, w), (lead_x, lead_w) = inputs, (e.ranks[0] - n - 1, e.ranks[1] - n - 2)
-        w_shape = _static_shape(e, w, n)
+        w_shape = _static_shape(e, w, n + 2)
         win, groups = _conv_window(w_shape[-n:], attrs["stride"], attrs["padding"], attrs["dilation"]), attrs["groups"]
         if lead_w == 0 and _onnx_native(e):
             return _onnx_on_batch(e, x, lead_x, lambda x, y: e.node("Conv", [x, w], y, group=groups,
                                                                     **_onnx_geometry(win)), out)
-        x_shape = _static_shape(e, x, n)
+        x_shape = _static_shape(e, x, n + 1)
         places = _positions(x_shape[1:], win)
         operands = _onnx_grouped(e, x, w, (lead_x, lead_w), x_shape, w_shape, groups)
         y = e.node("Einsum", [*operands, *_selections(e, x_shape[1:], win, places)],
@@ -296,21 +318,26 @@ def _convolution(n: int):
     return forward, (vjp_x, vjp_w), onnx
 
 
-_CONV_DOC = ("{n}-D convolution of x [C, {dims}] with kernels w [O, C/groups, {kernel}], as F.conv{n}d "
-             "(∂/∂x: the transposed convolution of g; ∂/∂w: g against x's windows)")
+_CONV_DOC = ("{n}-D convolution of x [C, {dims}] (after batch_dims sample axes) with kernels "
+             "w [O, C/groups, {kernel}], as F.conv{n}d (∂/∂x: the transposed convolution of g; ∂/∂w: g against "
+             "x's windows)")
 
 for _n, _examples in ((1, [ex((2, 7), (3, 2, 3)), ex((4, 9), (2, 2, 2), stride=2, padding=1, dilation=2, groups=2),
                            ex((2, 6), (2, 2, 4), padding="same"), ex((2, 5), (1, 2, 2), padding=[2], stride=[3]),
-                           ex((3, 5), (3, 1, 3), padding="valid", groups=3)]),
+                           ex((3, 5), (3, 1, 3), padding="valid", groups=3),
+                           ex((2, 2, 6), (3, 2, 2), stride=2, batch_dims=1),
+                           ex((2, 1, 2, 5), (2, 1, 3), padding=1, groups=2, batch_dims=2)]),
                       (2, [ex((2, 5, 5), (3, 2, 3, 3)),
                            ex((2, 5, 6), (4, 1, 2, 3), stride=[2, 1], padding=[1, 0], groups=2),
                            ex((1, 5, 6), (2, 1, 2, 2), padding="same", dilation=[2, 1]),
                            ex((3, 4, 6), (2, 3, 2, 2), padding="valid", dilation=[1, 2], stride=2),
-                           ex((2, 4, 4), (3, 2, 3, 3), padding=1)])):
+                           ex((2, 4, 4), (3, 2, 3, 3), padding=1),
+                           ex((2, 2, 4, 5), (4, 1, 2, 3), padding=[1, 0], groups=2, batch_dims=1)])):
     _forward, _rules, _onnx = _convolution(_n)
-    register_op(f"conv{_n}d", _forward, _rules, shape=_conv_shape(_n, f"conv{_n}d"), batch=_lead_as_is,
+    register_op(f"conv{_n}d", _forward, _rules, shape=_conv_shape(_n, f"conv{_n}d"), batch=_samples_first,
                 examples=_examples, onnx=_onnx,
-                torch=f"x, w: F.conv{_n}d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)",
+                torch=f"x, w: _on_samples(batch_dims, F.conv{_n}d, x, w, stride=stride, padding=padding, "
+                      "dilation=dilation, groups=groups)",
                 doc=_CONV_DOC.format(n=_n, dims="L" if _n == 1 else "H, W", kernel="k" if _n == 1 else "kh, kw"))
 
 
@@ -332,26 +359,26 @@ def _transposed_window(w_shape, stride, padding, output_padding, dilation) -> tu
 
 
 def _conv_transpose2d(x, w, *, stride: Size = 1, padding: Size = 0, output_padding: Size = 0, groups: int = 1,
-                      dilation: Size = 1):
+                      dilation: Size = 1, batch_dims: int = 0):
     """The adjoint of conv2d in its input: each cell of x spreads its value by the kernel over a window."""
     win, extra = _transposed_window(w.shape, stride, padding, output_padding, dilation)
     return _correlate_adjoint(x, w, _transposed_size(x.shape[-2:], win, extra), win, groups)
 
 
-def _conv_transpose2d_vjp_x(g, out, x, w, *, stride, padding, output_padding, groups, dilation):
+def _conv_transpose2d_vjp_x(g, out, x, w, *, stride, padding, output_padding, groups, dilation, batch_dims):
     win, _ = _transposed_window(w.shape, stride, padding, output_padding, dilation)
     return unbroadcast(_correlate(g, w, win, groups), x.shape)
 
 
-def _conv_transpose2d_vjp_w(g, out, x, w, *, stride, padding, output_padding, groups, dilation):
+def _conv_transpose2d_vjp_w(g, out, x, w, *, stride, padding, output_padding, groups, dilation, batch_dims):
     win, _ = _transposed_window(w.shape, stride, padding, output_padding, dilation)
     return _kernel_gradient(x, g, w.shape, win, groups)
 
 
-def _conv_transpose2d_shape(x, w, *, stride, padding, output_padding, groups, dilation):
+def _conv_transpose2d_shape(x, w, *, stride, padding, output_padding, groups, dilation, batch_dims):
     if x is None or w is None:
         return None
-    _check_sample(x, 2, "conv_transpose2d")
+    _check_sample(x, 2, "conv_transpose2d", batch_dims)
     if len(w) != 4:
         raise ShapeError(f"conv_transpose2d takes kernels w [C_in, C_out/groups, kh, kw], got {show_shape(w)}")
     if None not in (x[-3], w[0]) and x[-3] != w[0]:
@@ -370,14 +397,14 @@ def _conv_transpose2d_shape(x, w, *, stride, padding, output_padding, groups, di
 def _onnx_conv_transpose2d(e, inputs, out, attrs):
     """ConvTranspose, or the Einsum Σ x[g, c, places] · w[g, c, o, offsets] · A[place, offset, cell] per axis."""
     (x, w), (lead_x, lead_w) = inputs, (e.ranks[0] - 3, e.ranks[1] - 4)
-    w_shape = _static_shape(e, w, 2)
+    w_shape = _static_shape(e, w, 4)
     win, extra = _transposed_window(w_shape, attrs["stride"], attrs["padding"], attrs["output_padding"],
                                     attrs["dilation"])
     groups = attrs["groups"]
     if lead_w == 0 and _onnx_native(e):
         return _onnx_on_batch(e, x, lead_x, lambda x, y: e.node("ConvTranspose", [x, w], y, group=groups,
                                                                 output_padding=list(extra), **_onnx_geometry(win)), out)
-    x_shape = _static_shape(e, x, 2)
+    x_shape = _static_shape(e, x, 3)
     spatial = _transposed_size(x_shape[1:], win, extra)
     operands = _onnx_grouped(e, x, w, (lead_x, lead_w), x_shape, w_shape, groups)
     y = e.node("Einsum", [*operands, *_selections(e, spatial, win, x_shape[1:])],
@@ -386,14 +413,16 @@ def _onnx_conv_transpose2d(e, inputs, out, attrs):
 
 
 register_op("conv_transpose2d", _conv_transpose2d, (_conv_transpose2d_vjp_x, _conv_transpose2d_vjp_w),
-            shape=_conv_transpose2d_shape, batch=_lead_as_is,
+            shape=_conv_transpose2d_shape, batch=_samples_first,
             examples=[ex((2, 3, 3), (2, 3, 2, 2)),
                       ex((4, 2, 3), (4, 1, 3, 2), stride=[2, 1], padding=[1, 0], output_padding=[1, 0], groups=2,
                          dilation=[1, 2]),
                       ex((2, 3, 2), (2, 2, 3, 3), stride=2, padding=1, output_padding=1, dilation=2),
-                      ex((2, 2, 3), (2, 2, 2, 2), stride=[1, 2], padding=[0, 1], output_padding=[0, 1])],
+                      ex((2, 2, 3), (2, 2, 2, 2), stride=[1, 2], padding=[0, 1], output_padding=[0, 1]),
+                      ex((2, 2, 3, 2), (2, 1, 2, 2), stride=2, padding=[1, 0], output_padding=1, groups=2,
+                         batch_dims=1)],
             onnx=_onnx_conv_transpose2d,
-            doc="Transposed 2-D convolution of x [C, H, W] by w [C, O/groups, kh, kw], as F.conv_transpose2d "
-                "(∂/∂x: g convolved by w; ∂/∂w: x against g's windows)",
-            torch="x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding, output_padding=output_padding, "
-                  "groups=groups, dilation=dilation)")
+            doc="Transposed 2-D convolution of x [C, H, W] (after batch_dims sample axes) by w [C, O/groups, kh, kw], "
+                "as F.conv_transpose2d (∂/∂x: g convolved by w; ∂/∂w: x against g's windows)",
+            torch="x, w: _on_samples(batch_dims, F.conv_transpose2d, x, w, stride=stride, padding=padding, "
+                  "output_padding=output_padding, groups=groups, dilation=dilation)")

@@ -1,8 +1,9 @@
-"""Pooling ops, NCHW as in PyTorch and ONNX: max_pool2d, avg_pool2d, global_avg_pool; shapes are per sample.
+"""Pooling ops, NCHW as in PyTorch and ONNX: max_pool2d, avg_pool2d, global_avg_pool; x is [C, *spatial] after
+`batch_dims` sample axes (0: one sample).
 
 max_pool2d and avg_pool2d reduce each window of x, read by conv.py's `_windows` (a strided view of the
 padded input), and scatter their gradients back with its adjoint `_scatter`. As in conv.py, leading axes
-(a batch) are carried through every rule, so the batching rule lifts nothing. ONNX export writes MaxPool,
+are carried through every rule, and a batch adds one more sample axis. ONNX export writes MaxPool,
 and AveragePool where onnxruntime runs it and it counts the padding as PyTorch does; otherwise avg_pool2d
 is conv.py's Einsum of x with the windows' 0/1 selections.
 """
@@ -11,9 +12,9 @@ import math
 
 import numpy as np
 
-from .batching import Lift
-from .conv import (CELLS, PLACES, Size, Window, _check_sample, _ints, _kernel_axes, _lead_as_is, _onnx_native,
-                   _onnx_on_batch, _positions, _scatter, _selection_terms, _selections, _static_shape, _windows)
+from .conv import (CELLS, PLACES, Size, Window, _check_sample, _ints, _kernel_axes, _onnx_native, _onnx_on_batch,
+                   _positions, _samples_first, _scatter, _selection_terms, _selections, _static_shape, _windows)
+from .conv import _on_samples  # noqa: F401 - read by the PyTorch expressions
 from .registry import ShapeError, ex, positive, register_op, show_shape
 
 
@@ -42,10 +43,10 @@ def _ceil_count(length: int, span: int, stride: int, pad: int) -> int:
 
 
 def _pool_shape(op: str):
-    def shape(x, *, kernel_size, stride, padding, ceil_mode, dilation=1, **_):
+    def shape(x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims, **_):
         if x is None:
             return None
-        _check_sample(x, 2, op)
+        _check_sample(x, 2, op, batch_dims)
         return x[:-2] + _positions(x[-2:], _pool_window(x[-2:], kernel_size, stride, padding, dilation, ceil_mode))
     return shape
 
@@ -54,8 +55,8 @@ def _onnx_pool_window(e, x: str, attrs: dict) -> Window:
     """A pooling's window for ONNX, ceil_mode written as the padding after it amounts to (which needs the sizes of
     x): ONNX's ceil_mode keeps the windows PyTorch drops (those starting in the padding after the input), and
     ONNX's shape inference then disagrees with onnxruntime's kernels."""
-    spatial = _static_shape(e, x, 2)[-2:] if attrs["ceil_mode"] else (None, None)
-    return _pool_window(spatial, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs.get("dilation", 1),
+    spatial = _static_shape(e, x, 2) if attrs["ceil_mode"] else (None, None)
+    return _pool_window(spatial, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"],
                         attrs["ceil_mode"])
 
 
@@ -67,13 +68,15 @@ def _onnx_pool(e, op_type: str, x: str, out: str, win: Window, **extra):
 
 
 def _max_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, dilation: Size = 1,
-                ceil_mode: bool = False):
-    """The largest value in each window of x [C, H, W], as F.max_pool2d (∂/∂x: g goes to the first largest)."""
+                ceil_mode: bool = False, batch_dims: int = 0):
+    """The largest value in each window of x [C, H, W], as F.max_pool2d (∂/∂x: g goes to the first largest).
+
+    x may hold batch_dims sample axes before C."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     return _windows(x, win, -np.inf).max(axis=_kernel_axes(2))
 
 
-def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
     """The maxima, and which offset of each window holds the first of them: all the gradient needs."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     view = _windows(x, win, -np.inf)
@@ -82,7 +85,7 @@ def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode):
     return np.take_along_axis(flat, chosen, axis=-3)[..., 0, :, :], chosen
 
 
-def _max_pool2d_vjp(g, chosen, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_vjp(g, chosen, x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
     """g to the chosen offset of each window (a one-hot over the offsets), scattered back."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     offsets = np.arange(math.prod(win.size)).reshape(-1, 1, 1)
@@ -96,13 +99,15 @@ def _onnx_max_pool2d(e, inputs, out, attrs):
 
 
 register_op("max_pool2d", _max_pool2d, _max_pool2d_vjp, save=_max_pool2d_saving, shape=_pool_shape("max_pool2d"),
-            batch=_lead_as_is,
+            batch=_samples_first,
             examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=[3, 2], stride=[2, 1], padding=1),
                       ex((1, 5, 5), kernel_size=2, stride=2, ceil_mode=True),
                       ex((2, 6, 5), kernel_size=2, stride=1, padding=1, dilation=[2, 1]),
-                      ex((1, 4, 4), kernel_size=3, stride=2, padding=1, ceil_mode=True)],
+                      ex((1, 4, 4), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+                      ex((2, 2, 5, 4), kernel_size=[3, 2], stride=2, padding=1, ceil_mode=True, batch_dims=1)],
             onnx=_onnx_max_pool2d,
-            torch="x: F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)")
+            torch="x: _on_samples(batch_dims, F.max_pool2d, x, kernel_size, stride, padding, dilation, "
+                  "ceil_mode=ceil_mode)")
 
 
 @functools.lru_cache(maxsize=64)
@@ -119,40 +124,71 @@ def _divisors(spatial: tuple, win: Window, count_include_pad: bool, dtype=np.flo
 
 
 def _avg_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, ceil_mode: bool = False,
-                count_include_pad: bool = True):
-    """The mean of each window of x [C, H, W], as F.avg_pool2d (∂/∂x: g shared equally over the window)."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
+                count_include_pad: bool = True, dilation: Size = 1, batch_dims: int = 0):
+    """The mean of each window of x [C, H, W], as F.avg_pool2d (∂/∂x: g shared equally over the window).
+
+    x may hold batch_dims sample axes before C. A dilated window (ONNX's AveragePool has them, PyTorch's not)
+    averages the cells it reads."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     return _windows(x, win).sum(axis=_kernel_axes(2)) / _divisors(x.shape[-2:], win, count_include_pad, x.dtype)
 
 
-def _avg_pool2d_vjp(g, out, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
+def _avg_pool2d_vjp(g, out, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad, dilation, batch_dims):
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     share = np.expand_dims(g / _divisors(x.shape[-2:], win, count_include_pad, g.dtype), _kernel_axes(2))
     return _scatter(np.broadcast_to(share, g.shape[:-2] + win.size + g.shape[-2:]), x.shape[-2:], win)
 
 
 def _onnx_avg_pool2d(e, inputs, out, attrs):
     """AveragePool, or the Einsum Σ x[cells] · A[place, offset, cell] per axis · 1/divisor[places]. AveragePool
-    counts either all the padding or none; PyTorch may count the padding but never ceil_mode's overhang."""
+    counts either all the padding or none (PyTorch may count the padding but never ceil_mode's overhang), and
+    dilates its windows from opset 19 on."""
     (x,) = inputs
     win = _onnx_pool_window(e, x, attrs)
     counts_padding = attrs["count_include_pad"] and any(win.before)
-    if _onnx_native(e) and not (counts_padding and win.after != win.before):
-        return _onnx_pool(e, "AveragePool", x, out, win, count_include_pad=int(counts_padding))
-    spatial = _static_shape(e, x, 2)[-2:]
+    dilations = {"dilations": list(win.dilation)} if e.opset >= 19 else {}
+    if _onnx_native(e) and not (counts_padding and win.after != win.before) and (dilations or max(win.dilation) == 1):
+        return _onnx_pool(e, "AveragePool", x, out, win, count_include_pad=int(counts_padding), **dilations)
+    spatial = _static_shape(e, x, 2)
     places = _positions(spatial, win)
     return e.node("Einsum", [x, *_selections(e, spatial, win, places),
                              e.const(1 / _divisors(spatial, win, attrs["count_include_pad"]))], out,
                   equation=f"...{CELLS},{_selection_terms(2)},{PLACES}->...{PLACES}")
 
 
-register_op("avg_pool2d", _avg_pool2d, _avg_pool2d_vjp, shape=_pool_shape("avg_pool2d"), batch=_lead_as_is,
+def _torch_avg_pool2d(x, F, kernel_size, stride, padding, ceil_mode, count_include_pad, dilation):
+    """F.avg_pool2d, which has no dilation; else _torch_window_mean."""
+    if _ints(dilation, 2, "dilation") == (1, 1):
+        return F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    win = _pool_window(tuple(x.shape[-2:]), kernel_size, stride, padding, dilation, ceil_mode)
+    return _torch_window_mean(x, F, win, count_include_pad)
+
+
+def _torch_window_mean(x, F, win: Window, count_include_pad: bool):
+    """The mean of each window of x [N, C, H, W] in PyTorch: its sum over the cells it counts, both depthwise
+    convolutions by ones, of x and of a mask of the counted cells (ceil_mode's overhang never counts)."""
+    stated = [p for p in reversed(win.before) for _ in "ba"]  # F.pad's order: last axis first
+    overhang = [w for b, a in zip(reversed(win.before), reversed(win.after)) for w in (0, a - b)]
+    ones = x.new_ones(x.shape[-3], 1, *win.size)
+
+    def sums(v):
+        return F.conv2d(F.pad(v, overhang), ones, stride=win.stride, dilation=win.dilation, groups=x.shape[-3])
+    return sums(F.pad(x, stated)) / sums(F.pad(x.new_ones(x.shape), stated, value=float(count_include_pad)))
+
+
+register_op("avg_pool2d", _avg_pool2d, _avg_pool2d_vjp, shape=_pool_shape("avg_pool2d"), batch=_samples_first,
             examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=3, stride=2, padding=1),
                       ex((1, 5, 5), kernel_size=2, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
                       ex((1, 5, 4), kernel_size=[3, 2], stride=[2, 1], padding=[1, 0], ceil_mode=True),
-                      ex((1, 4, 3), kernel_size=[2, 3], padding=[1, 1], count_include_pad=False)],
+                      ex((1, 4, 3), kernel_size=[2, 3], padding=[1, 1], count_include_pad=False),
+                      ex((2, 2, 5, 4), kernel_size=3, stride=[2, 1], padding=1, count_include_pad=False,
+                         batch_dims=1),
+                      ex((2, 6, 5), kernel_size=2, padding=1, dilation=[2, 1], count_include_pad=False),
+                      ex((1, 7, 6), kernel_size=[3, 2], stride=2, padding=1, dilation=[1, 3], ceil_mode=True,
+                         count_include_pad=False)],
             onnx=_onnx_avg_pool2d,
-            torch="x: F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)")
+            torch="x: _on_samples(batch_dims, _torch_avg_pool2d, x, F, kernel_size, stride, padding, ceil_mode, "
+                  "count_include_pad, dilation)")
 
 
 def _spatial_axes(rank: int, batch_dims: int) -> tuple:
@@ -175,7 +211,7 @@ def _global_avg_pool_shape(x, *, batch_dims):
 
 register_op("global_avg_pool", _global_avg_pool, "np.broadcast_to(g * (np.size(out) / np.size(x)), np.shape(x))",
             shape=_global_avg_pool_shape,
-            batch=lambda shapes, batched, *, batch_dims: Lift(((),), {"batch_dims": batch_dims + 1}),
+            batch=_samples_first,
             examples=[ex((2, 3, 4)), ex((3, 5)), ex((2, 2, 3, 3), batch_dims=1)],
             onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], _spatial_axes(e.ranks[0], a["batch_dims"]), True, o),
             torch="x: x.mean(dim=_spatial_axes(x.ndim, batch_dims), keepdim=True)",
