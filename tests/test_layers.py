@@ -40,6 +40,36 @@ def test_repeat_shared_parameters_and_sequences():
     assert all(np.abs(g).sum() > 0 for g in grads.values())
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_repeat_given_values_and_the_sequence_of_outputs(batched):
+    """`given` hands every step the same weights (gradients add up over the steps); `sequence` stacks each step's
+    first output: a GRU written with gru_step equals the cell unrolled by hand, in values and gradients."""
+    m = model("  h: {op: repeat, function: gru_step, times: 5, inputs: [h0], over: [xs], given: [W, U, b, c],"
+              " sequence: true}", "xs: {shape: [5, 3]}, h0: {shape: [2]}, W: {shape: [3, 6]}, U: {shape: [2, 6]},"
+              " b: {shape: [6]}, c: {shape: [6]}", "h/sequence")
+    rng = np.random.default_rng(3)
+    feeds = {"xs": rng.normal(size=(5, 3)), "h0": rng.normal(size=2), "W": rng.normal(size=(3, 6)),
+             "U": rng.normal(size=(2, 6)), "b": rng.normal(size=6), "c": rng.normal(size=6)}
+    if batched:
+        feeds = {k: np.stack([v, v * 0.5]) if k in ("xs", "h0") else v for k, v in feeds.items()}
+    torch_feeds = {k: torch.tensor(v, requires_grad=True) for k, v in feeds.items()}
+    h, hs = torch_feeds["h0"], []
+    for t in range(5):
+        x = torch_feeds["xs"][..., t, :]
+        r, z, n = (x @ torch_feeds["W"] + torch_feeds["b"]).chunk(3, -1)
+        rh, zh, nh = (h @ torch_feeds["U"] + torch_feeds["c"]).chunk(3, -1)
+        r, z = torch.sigmoid(r + rh), torch.sigmoid(z + zh)
+        n = torch.tanh(n + r * nh)
+        h = (1 - z) * n + z * h
+        hs.append(h)
+    expected = torch.stack(hs, -2)
+    close(m.forward(feeds)["h/sequence"], expected.detach().numpy(), "the stacked states")
+    expected.sum().backward()
+    grads = m.gradients(feeds, of="h/sequence", wrt=["W", "U", "b", "c", "h0"])
+    for name, g in grads.items():
+        close(g, torch_feeds[name].grad.numpy(), f"∂/∂{name}")
+
+
 def test_mlp_is_yaml_built_with_repeat():
     from graphdef.format.library import standard_library
     mlp = standard_library()["mlp"]
@@ -54,6 +84,8 @@ def test_mlp_is_yaml_built_with_repeat():
                                                                             "least 1, got 0"),
     ("{op: repeat, function: dense, times: 'len(q)', inputs: [x], in: 2, out: 2}", "unknown name 'q'"),
     ("{op: repeat, function: dense, times: 2, inputs: [x, x], in: 2, out: 2}", "takes 1 inputs"),
+    ("{op: repeat, function: dense, times: 2, inputs: [x], given: [x], in: 2, out: 2}", "and 1 fixed (given)"),
+    ("{op: repeat, function: gru_cell, times: 2, inputs: [x], given: [nowhere], input: 2, hidden: 2}", "nowhere"),
     ("{op: repeat, function: dense, times: 2, inputs: [x], in: 2, out: '[2][step]'}", "list index out of range"),
 ])
 def test_repeat_errors_name_the_node(node, message):
@@ -191,7 +223,7 @@ def test_a_repeat_reads_every_item_of_its_sequences():
                                                      r"called as 'h' at m.yaml:5:3"):
         graphdef.loads("graphdef: 1\nname: m\ninputs: {xs: {shape: [8, 3]}}\nnodes:\n"
                        "  h: {op: gru, inputs: [xs], input: 3, hidden: 4, steps: 4}\noutputs: [h]\n", file="m.yaml")
-    with pytest.raises(graphdef.GraphDefError, match=r"takes 2 inputs \(h, x\), given 1 carried \(inputs\) and 0 "):
+    with pytest.raises(graphdef.GraphDefError, match=r"takes 2 inputs \(h, x\), given 1 carried \(inputs\), 0 sequences"):
         graphdef.loads("graphdef: 1\nname: m\ninputs: {xs: {shape: [8, 3]}}\nnodes:\n"
                        "  h: {op: repeat, function: gru_cell, times: 8, inputs: [xs], input: 3, hidden: 4}\n"
                        "outputs: [h]\n")

@@ -24,12 +24,16 @@ from ..ops.registry import bind_attrs
 from .source import BROKEN, LIMITS, Limits, Source
 
 CALL_KEYS = ("op", "inputs", "description", "parameters")
-REPEAT_KEYS = ("op", "inputs", "description", "parameters", "function", "times", "over", "shared")
+REPEAT_KEYS = ("op", "inputs", "description", "parameters", "function", "times", "over", "given", "shared",
+               "sequence")
 REPEAT = object()  # marks a `repeat` node, which the expander unrolls
-REFERENCES = ("inputs", "over")  # keys of a node whose entries name values
-REPEAT_SIGNATURE = "repeat(inputs..., function: string, times: int, over: names = [], shared: bool = false, ...)"
+REFERENCES = ("inputs", "over", "given")  # keys of a node whose entries name values
+REPEAT_SIGNATURE = ("repeat(inputs..., function: string, times: int, over: names = [], given: names = [], "
+                    "shared: bool = false, sequence: bool = false, ...)")
 REPEAT_DOC = ("the function applied `times` times: inputs carried from step to step, one item of each `over` "
-              "sequence per step; other keys are its attributes (`step`, `times` in expressions)")
+              "sequence per step, the `given` values unchanged at every step; `sequence: true` also stacks "
+              "every step's first output as NODE/sequence; other keys are its attributes (`step`, `times` in "
+              "expressions)")
 FAILED = object()  # an attribute expression that could not be computed (and was reported)
 EXPRESSION_HINT = ("an attribute expression may use the attributes in scope, numbers, strings and lists, "
                    "+ - * / // % **, comparisons, and/or/not, x if c else y, indexing, len/min/max")
@@ -71,7 +75,8 @@ def _check_size(source: Source, functions: dict, limits: Limits) -> None:
         if node.get("op") == "repeat" and node.get("function") in functions:
             times = node.get("times")
             steps = times if isinstance(times, int) and not isinstance(times, bool) and times > 0 else 1
-            return steps * (size(functions[node["function"]]) + len(node.get("over") or []))
+            made = size(functions[node["function"]]) + len(node.get("over") or []) + 2 * bool(node.get("sequence"))
+            return steps * made
         return size(functions[node["op"]]) if node.get("op") in functions else 1
 
     doc = source.data
@@ -198,8 +203,10 @@ class _Expander:
 
         Step i (from 1) is the call PREFIX{i}; the last one's outputs are the node's own (NODE,
         NODE/NAME). `inputs` are the carried values, `over` sequences whose item i (along axis 0)
-        step i also gets; the other keys are the function's attributes, expressions of `step`
-        (from 0) and `times` allowed; `shared: true` gives every step the first step's parameters.
+        step i also gets, `given` values every step gets as they are (weights, a mask); the function
+        takes them in that order. The other keys are the function's attributes, expressions of
+        `step` (from 0) and `times` allowed; `shared: true` gives every step the first step's
+        parameters; `sequence: true` adds NODE/sequence, every step's first output stacked.
         """
         fn = self.functions.get(spec.get("function"))
         if fn is None:
@@ -214,14 +221,16 @@ class _Expander:
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
             return self.error((site[0], site[1] + ("times",)), f"repeat needs times: a count of at least 1, "
                               f"got {times!r}", "write times: 3, or an expression such as len(sizes) - 1", chain)
-        carried, over = list(spec["inputs"]), list(spec.get("over") or [])
+        carried, over, fixed = list(spec["inputs"]), list(spec.get("over") or []), list(spec.get("given") or [])
         wanted = fn.body.get("inputs") or []
-        if len(carried) + len(over) != len(wanted):
+        if len(carried) + len(over) + len(fixed) != len(wanted):
             return self.error((site[0], site[1] + ("inputs",)), f"repeat: function '{fn.name}' takes {len(wanted)} "
-                              f"inputs ({', '.join(wanted)}), given {len(carried)} carried (inputs) and {len(over)} "
-                              "sequences (over)", "carried values come first, then one item of each sequence", chain)
+                              f"inputs ({', '.join(wanted)}), given {len(carried)} carried (inputs), {len(over)} "
+                              f"sequences (over) and {len(fixed)} fixed (given)",
+                              "carried values come first, then one item of each sequence, then the given values",
+                              chain)
         given = {k: v for k, v in spec.items() if k not in REPEAT_KEYS}
-        first = f"{prefix}1"
+        first, firsts = f"{prefix}1", []
         for step in range(times):
             here = {**scope, "step": step, "times": times}
             try:
@@ -233,10 +242,11 @@ class _Expander:
             shared = {p[len(first) + 1:]: p for p in self.parameters if p.startswith(first + "/")} \
                 if spec.get("shared") and step else {}  # every parameter of step 1, its nested calls' too
             last = step == times - 1
-            made = self.call(fn, {"op": fn.name, "inputs": carried + items, **attrs, "parameters": shared},
+            made = self.call(fn, {"op": fn.name, "inputs": carried + items + fixed, **attrs, "parameters": shared},
                              target if last else f"{prefix}{step + 1}", f"{prefix}{step + 1}", site, chain)
             if made is None:
                 return None
+            firsts.append(made[0])
             if len(made) < len(carried):
                 return self.error(site, f"repeat: function '{fn.name}' has {len(made)} outputs, fewer than the "
                                   f"{len(carried)} values it carries", "carry as many inputs as the function "
@@ -246,7 +256,23 @@ class _Expander:
             alias = f"{prefix}/{name.rsplit('/', 1)[-1]}"
             self.add(self.nodes, alias, {"op": "identity", "inputs": [name]})
             self._belongs(alias, prefix, chain)
-        return [target, *(f"{prefix}/{n.rsplit('/', 1)[-1]}" for n in made[1:])]
+        outputs = [target, *(f"{prefix}/{n.rsplit('/', 1)[-1]}" for n in made[1:])]
+        return outputs + [self._sequence(firsts, prefix, chain)] if spec.get("sequence") else outputs
+
+    def _sequence(self, outputs: list, prefix: str, chain: tuple) -> str:
+        """PREFIX/sequence: the steps' outputs stacked along a new first axis (as `over` reads a sequence)."""
+        stacked = None
+        for step, name in enumerate(outputs, 1):
+            item = f"{prefix}{step}/item"
+            self.add(self.nodes, item, {"op": "unsqueeze", "inputs": [name], "axis": 0})
+            here = f"{prefix}/sequence" if step == len(outputs) else f"{prefix}{step}/sequence"
+            spec = {"op": "concat", "inputs": [stacked, item], "axis": 0} if stacked else {"op": "identity",
+                                                                                        "inputs": [item]}
+            self.add(self.nodes, here, spec)
+            for made in (item, here):
+                self._belongs(made, prefix, chain)
+            stacked = here
+        return stacked
 
     def _computed(self, value, attrs: dict, place: tuple, chain: tuple):
         """`value` with its attribute expressions computed; FAILED (and a problem at `place`) when one cannot be."""
