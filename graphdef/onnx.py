@@ -1,2 +1,2 @@
 """`graphdef.onnx`: ONNX export, import and conformance (kept at the top level: it is public API)."""
-from .tools.onnx import conformance, export, from_proto, load  # noqa: F401
+from .tools.onnx import conformance, export, from_proto, imported_schemas, load, model_name  # noqa: F401

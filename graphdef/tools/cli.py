@@ -362,7 +362,8 @@ def cmd_import(args, out, err):
 def cmd_conformance(args, out, err):
     from . import onnx
     report = onnx.conformance()
-    print(report.summary(), file=out)
+    imported, total = onnx.imported_schemas()
+    print(f"{report.summary()}; graphdef imports {len(imported)} of ONNX's {total} operator schemas", file=out)
     if args.report:
         atomic_write(args.report, report.markdown().encode())
         print(f"wrote {args.report}", file=err)
