@@ -90,6 +90,7 @@ class Importer:
         self.initial, self.roles, self.constants = {}, {}, {}  # run-time initializers; their role; known values used
         self.created, self.renamed = [], {}  # vertices the node being converted made, and their new names
         self.materialized = {}  # ONNX name -> constant vertex made of its known value
+        self.failed = set()  # outputs of nodes that could not be converted: their readers are not reported
         self.keep_valid_names()
         self.read_initializers(parameters)
         self.read_inputs()
@@ -297,7 +298,7 @@ class Importer:
         return [self.values[name] if name else None for name in given]
 
     def check_reference(self, name: str) -> None:
-        if name in self.values:
+        if name in self.values or name in self.failed:
             return
         if name in self.extra:
             raise Malformed(f"reads {quoted(name)}, an extra output of {self.extra[name]} that graphdef does not compute")
@@ -316,7 +317,7 @@ class Importer:
         if given and all(x.numeric for x in given) and node.op_type not in NOT_FOLDED:
             return self.fold(node, inputs)
         if given and all(x.known is not None for x in given) and node.op_type in SIZES:
-            return SIZES[node.op_type](*(None if x is None else x.known for x in inputs), **attrs)
+            return _on_sizes(SIZES[node.op_type], inputs, attrs)
         if convert is None:
             raise Unsupported("computed at run time (graphdef folds it when its inputs are known at import)")
         return convert(self, *inputs, **_accepted(convert, attrs, defaults))
@@ -364,6 +365,16 @@ class Importer:
             return arg
         base, slash, k = arg.partition("/")
         return self.renamed[base] + slash + k if base in self.renamed else arg
+
+
+def _on_sizes(evaluate, inputs: list, attrs: dict):
+    """Size arithmetic at import, its faults located at the node like any other's."""
+    try:
+        return evaluate(*(None if x is None else x.known for x in inputs), **attrs)
+    except TypeError as e:
+        raise Unsupported(f"arithmetic on sizes known only at run time ({e})") from None
+    except (IndexError, ValueError, ZeroDivisionError, OverflowError) as e:
+        raise Malformed(f"cannot be computed on the sizes it reads: {e}") from None
 
 
 FOLDED_ONLY = {"Mod", "Range", "NonZero"}  # shape arithmetic import computes when its inputs are known
@@ -456,6 +467,9 @@ def convert_nodes(imp) -> None:
     """Every node converted; the malformed ones and the unsupported ops reported together."""
     problems, unsupported, reasons = [], Counter(), {}
     for k, node in enumerate(imp.graph.node):
+        if imp.failed.intersection(node.input):
+            imp.failed.update(o for o in node.output if o)
+            continue
         if node.domain not in ("", "ai.onnx"):
             unsupported[f"{node.domain}.{node.op_type}"] += 1
             continue
@@ -468,9 +482,7 @@ def convert_nodes(imp) -> None:
                 reasons.setdefault(node.op_type, str(e))
         except Malformed as e:
             problems.append(imp.problem(f"{label(k, node)}: {e}", f"graph.node[{k}]", e.hint))
-        for o in node.output:  # later nodes reading them are not reported too
-            if o and o not in imp.values:
-                imp.values[o] = Value("float", None, imp.ref(o))
+        imp.failed.update(o for o in node.output if o)  # later nodes reading them are not reported too
     if unsupported:
         listed = ", ".join(f"{quoted(op)[1:-1]} ×{n}" + (f" ({reasons[op]})" if op in reasons else "")
                            for op, n in list(unsupported.items())[:MAX_LISTED])

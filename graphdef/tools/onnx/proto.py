@@ -105,10 +105,15 @@ def _held(tensor) -> int:
 
 
 def opset_of(file, proto) -> int:
+    onnx, _, _ = onnx_modules()
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
     if opset < 1:
         raise GraphDefError(Problem(f"the model's ONNX opset {opset} is not a valid opset version", file,
                                     path="opset_import", hint="the file is damaged: export it again"))
+    if opset > onnx.defs.onnx_opset_version():
+        raise GraphDefError(Problem(f"the model's ONNX opset {opset} is newer than this onnx package knows "
+                                    f"({onnx.defs.onnx_opset_version()})", file, path="opset_import",
+                                    hint="upgrade onnx (pip install -U onnx), or export with an older opset"))
     return opset
 
 

@@ -71,6 +71,7 @@ def recurrent(imp, cell: Cell, x, packed: tuple, lengths, initial: tuple, activa
     if direction not in DIRECTIONS:
         raise Malformed(f"direction {direction!r} is none of {', '.join(DIRECTIONS)}")
     hidden = _hidden(packed[1], hidden_size)
+    _check_weights(cell, packed, x, len(DIRECTIONS[direction]), hidden)
     steps = _steps(x, layout)
     _check_lengths(lengths, steps)
     xs = imp.op("transpose", x, axes=[1, 0, 2]) if layout else x  # [sequence, batch, input]
@@ -107,7 +108,10 @@ def _hidden(r: Value, hidden_size) -> int:
         raise Malformed(f"hidden_size is {hidden_size} but R holds {size} columns")
     if not isinstance(size, int) and hidden_size is None:
         raise Unsupported("a hidden size known only at run time")
-    return size if isinstance(size, int) else hidden_size
+    hidden = size if isinstance(size, int) else hidden_size
+    if hidden < 1:
+        raise Malformed(f"hidden size {hidden}: a recurrent layer needs at least one unit")
+    return hidden
 
 
 def _steps(x: Value, layout: int) -> int:
@@ -115,9 +119,24 @@ def _steps(x: Value, layout: int) -> int:
     if x.rank not in (None, 3):
         raise Malformed(f"X has rank {x.rank}; it must be [sequence, batch, input] (or batch first)")
     steps = None if x.shape is None else x.shape[layout]
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int):
         raise Unsupported("a sequence whose length is known only at run time")
+    if steps < 1:
+        raise Malformed("X holds a sequence of length 0")
     return steps
+
+
+def _check_weights(cell: Cell, packed: tuple, x: Value, directions: int, hidden: int) -> None:
+    """W [dirs, gates·hidden, input], R [dirs, gates·hidden, hidden], B [dirs, 2·gates·hidden], as the node says."""
+    gates = len(cell.order) * hidden
+    width = None if x.shape is None else x.shape[-1]
+    wanted = {"W": (directions, gates, width), "R": (directions, gates, hidden), "B": (directions, 2 * gates)}
+    for (name, shape), value in zip(wanted.items(), packed):
+        if value is not None and value.shape is not None and (len(value.shape) != len(shape) or any(
+                isinstance(d, int) and isinstance(w, int) and d != w for d, w in zip(value.shape, shape))):
+            raise Malformed(f"{name} has shape {list(value.shape)}; this node needs "
+                            f"{[d if isinstance(d, int) else '?' for d in shape]}",
+                            "[directions, gates × hidden_size, ...] as ONNX packs a recurrent layer's weights")
 
 
 def _check_lengths(lengths: Value | None, steps: int) -> None:

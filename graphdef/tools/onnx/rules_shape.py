@@ -12,7 +12,7 @@ import numpy as np
 
 from .dims import Dim
 from .importer import Value, kind_of, known, rule
-from .proto import Malformed, Unsupported
+from .proto import Malformed, Unsupported, element_name
 
 INT64_MAX = 2**63 - 1
 
@@ -66,6 +66,9 @@ def reshaped(imp, x: Value, target: list) -> Value:
             target = [math.prod(x.shape) // rest if isinstance(d, int) and d == -1 else d for d in target]
         except Unsupported:
             pass  # the inferred size stays for run time
+    if -1 not in target and x.shape is not None and None not in x.shape and \
+            math.prod(target) != math.prod(x.shape):
+        raise Malformed(f"reshapes {list(x.shape)} to {target}: not the same number of values")
     unknown = [d for d in target if not isinstance(d, int) or d == -1]
     if len(unknown) > 1:
         raise Unsupported("a target shape with more than one size known only at run time")
@@ -185,6 +188,8 @@ def split(imp, x, split_input=None, *, axis, split=None, num_outputs=None):
         if not isinstance(size, int):  # equal parts of a size known at run time
             return imp.op("split", x, outputs=outputs, sections=outputs, axis=axis)
         sections = [-(-size // outputs)] * (outputs - 1) + [size - -(-size // outputs) * (outputs - 1)]
+    if len(sections) != outputs:
+        raise Malformed(f"gives {len(sections)} split sizes for {outputs} outputs")
     return imp.op("split", x, outputs=len(sections), sections=list(sections), axis=axis)
 
 
@@ -241,7 +246,7 @@ def constant_of_shape(imp, shape, *, value=None):
     return Value(kind_of(fill.dtype), tuple(sizes(shape, "ConstantOfShape's shape")), fill=fill[0].item())
 
 
-CAST_KINDS = {1: "float", 10: "float", 11: "float", 16: "float", 9: "bool"}  # TensorProto types; others integers
+CAST_KINDS = {1: "float", 11: "float", 6: "int64", 7: "int64", 9: "bool"}  # TensorProto types graphdef casts to
 
 
 def cast_to(imp, x: Value, kind: str) -> Value:
@@ -251,13 +256,16 @@ def cast_to(imp, x: Value, kind: str) -> Value:
     if kind == "bool":
         return imp.op("logical_not", imp.op("equal", x, known(np.zeros((), np.float64 if x.kind == "float" else
                                                                          np.int64))))
-    like = known(np.zeros((), np.float64 if kind == "float" else np.int64))
-    return imp.op("cast_like", x if x.kind != "bool" else cast_to(imp, x, "int64"), like)
+    return imp.op("cast_like", x, known(np.zeros((), np.float64 if kind == "float" else np.int64)))
 
 
 @rule("Cast")
 def cast(imp, x, *, to, saturate=1):
-    return cast_to(imp, x, CAST_KINDS.get(to, "int64"))
+    """Cast to float, double, int32, int64 or bool (int32 as int64: graphdef's one integer type); the
+    narrower types, whose casts wrap or round, are refused."""
+    if to not in CAST_KINDS:
+        raise Unsupported(f"Cast to {element_name(to)}")
+    return cast_to(imp, x, CAST_KINDS[to])
 
 
 @rule("CastLike")

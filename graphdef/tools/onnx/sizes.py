@@ -11,7 +11,7 @@ import numpy as np
 
 from .dims import Dim
 from .importer import known
-from .proto import Unsupported
+from .proto import Malformed, Unsupported
 
 
 def _out(value):
@@ -48,6 +48,8 @@ def squeeze(data, axes=None, **attrs):
 
 def slice_(data, starts, ends, axes=None, steps=None, **_):
     data = np.asarray(data, dtype=object)
+    if axes is not None and any(not -data.ndim <= int(a) < data.ndim for a in axes):
+        raise Malformed(f"Slice axes {[int(a) for a in axes]} out of range for sizes of rank {data.ndim}")
     axes = range(len(starts)) if axes is None else [int(a) % data.ndim for a in axes]
     steps = [1] * len(starts) if steps is None else steps
     index = [slice(None)] * data.ndim
@@ -84,9 +86,27 @@ def _divide(a, b):
     return a // b
 
 
+def _decided(a, b) -> bool:
+    """Whether two values compare the same at every size: numbers, or the same symbolic size."""
+    return not (isinstance(a, Dim) or isinstance(b, Dim)) or a == b
+
+
 def _equal(a, b) -> bool:
-    """Sizes compared: a symbolic size equals no number that a size can be (sizes are generic)."""
+    if not _decided(a, b):
+        raise Unsupported(f"a comparison of the sizes {a} and {b}, which depends on the input sizes")
     return bool(a == b)
+
+
+def _extreme(pick):
+    """max or min of sizes: decided only for equal sizes, or against a number no size is below (0, 1)."""
+    def apply(a, b):
+        if _decided(a, b):
+            return pick(a, b)
+        number, size = (a, b) if isinstance(b, Dim) else (b, a)
+        if isinstance(number, Dim) or number > 1:
+            raise Unsupported(f"{pick.__name__} of the sizes {a} and {b}, which depends on the input sizes")
+        return size if pick is max else number
+    return apply
 
 
 def where(condition, x, y, **_):
@@ -103,5 +123,5 @@ SIZES = {
     "Add": _elementwise(lambda a, b: a + b), "Sub": _elementwise(lambda a, b: a - b),
     "Mul": _elementwise(lambda a, b: a * b), "Div": _elementwise(_divide),
     "Mod": _elementwise(lambda a, b: a % b), "Equal": _elementwise(_equal),
-    "Max": _elementwise(max), "Min": _elementwise(min),
+    "Max": _elementwise(_extreme(max)), "Min": _elementwise(_extreme(min)),
 }
