@@ -87,7 +87,8 @@ class Importer:
         self.opset = opset_of(file, proto)
         self.names, self.taken, self.suffix = {}, set(), Counter()
         self.nodes, self.inputs, self.values, self.extra = {}, {}, {}, {}
-        self.initial, self.roles, self.constants = {}, {}, {}  # run-time initializers; their role; known values used
+        self.initial, self.constants = {}, {}  # initializers read at run time; known values read at run time
+        self.state_vertices = set()  # initializers that are state (running statistics), not parameters
         self.created, self.renamed = [], {}  # vertices the node being converted made, and their new names
         self.materialized = {}  # ONNX name -> constant vertex made of its known value
         self.failed = set()  # outputs of nodes that could not be converted: their readers are not reported
@@ -222,7 +223,6 @@ class Importer:
         if value.known is not None:
             return value.known
         if value.vertex in self.initial:
-            self.roles.setdefault(value.vertex, "read")  # read at import: not a parameter (unless also run)
             return self.initial[value.vertex]
         raise Unsupported(f"{what} computed at run time")
 
@@ -230,7 +230,7 @@ class Importer:
         """An initializer the model keeps as state (running statistics) rather than training it."""
         if value.vertex not in self.initial:
             raise Unsupported("running statistics computed at run time")
-        self.roles[value.vertex] = "state"
+        self.state_vertices.add(value.vertex)
         return value
 
     # -- conversion ----------------------------------------------------------------------------

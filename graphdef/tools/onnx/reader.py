@@ -28,7 +28,7 @@ def to_document(proto, name: str | None = None, file: str | None = None, limits:
     dtype = dtype_of(imp)
     used = {a for n in imp.nodes.values() for a in n["inputs"] if isinstance(a, str)} | set(outputs)
     run = {k: v for k, v in imp.initial.items() if k in used}
-    state = {k: v for k, v in run.items() if imp.roles.get(k) == "state"}
+    state = {k: v for k, v in run.items() if k in imp.state_vertices}
     constants = imp.constants
     weights = {k: v for k, v in run.items() if k not in state}
     doc = {"graphdef": 1, "name": valid_name(name or imp.graph.name or "imported"),
