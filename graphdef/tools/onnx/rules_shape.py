@@ -239,6 +239,12 @@ def tile(imp, x, repeats):
     return imp.op("tile", x, repeats=static_ints(repeats, "Tile repeats"))
 
 
+@rule("Trilu")
+def trilu(imp, x, k=None, *, upper):
+    diagonal = 0 if k is None else static_ints(k, "Trilu's k")[0]
+    return imp.op("trilu", x, upper=bool(upper), k=diagonal)
+
+
 @rule("ConstantOfShape")
 def constant_of_shape(imp, shape, *, value=None):
     """A constant tensor whose shape is known only at run time: known to import as a fill (see Value)."""
