@@ -185,9 +185,11 @@ def test_an_attribute_graphdef_cannot_honour_is_named():
 
 
 def test_a_size_graphdef_cannot_know_is_a_clear_error():
-    """Two sizes known only at run time in one Reshape target: refused, naming the node's op and why."""
-    nodes = [h.make_node("Shape", ["x"], ["s"]), h.make_node("Reshape", ["x", "s"], ["y"])]
-    proto = graph(nodes, [h.make_tensor_value_info("x", T.FLOAT, ["batch", "seq"])])
+    """Two sizes known only at run time in one Reshape target, neither kept in place: refused, naming the node's
+    op and why ([batch, seq] viewed as [seq, batch])."""
+    nodes = [h.make_node("Shape", ["x"], ["s"]), h.make_node("Gather", ["s", "swap"], ["t"], axis=0),
+             h.make_node("Reshape", ["x", "t"], ["y"])]
+    proto = graph(nodes, [h.make_tensor_value_info("x", T.FLOAT, ["batch", "seq"])], inits=[ints("swap", [1, 0])])
     with pytest.raises(graphdef.GraphDefError, match="Reshape ×1 .*more than one size known only at run time"):
         gx.from_proto(proto)
 
@@ -269,3 +271,21 @@ def test_casts_from_booleans_and_no_blame_after_an_unsupported_node():
     with pytest.raises(graphdef.GraphDefError) as info:
         gx.from_proto(blamed)
     assert "Det ×1" in str(info.value) and "damaged" not in str(info.value)
+
+
+def test_dynamic_batch_and_sequence_keep_their_axes():
+    """Attention's head split with a free batch and a free sequence: [B, T, 16] -> [B, T, 2, 8] and back is
+    graphdef's reshape keeping the two leading axes (batch_dims), equal to onnxruntime at other sizes."""
+    x = h.make_tensor_value_info("x", T.FLOAT, ["batch", "seq", 16])
+    nodes = [h.make_node("Shape", ["x"], ["s"]), h.make_node("Gather", ["s", "first_two"], ["bt"], axis=0),
+             h.make_node("Concat", ["bt", "heads"], ["split_to"], axis=0),
+             h.make_node("Reshape", ["x", "split_to"], ["split"]),
+             h.make_node("Transpose", ["split"], ["t"], perm=[0, 2, 1, 3]), h.make_node("Exp", ["t"], ["e"]),
+             h.make_node("Transpose", ["e"], ["back"], perm=[0, 2, 1, 3]),
+             h.make_node("Concat", ["bt", "width"], ["merge_to"], axis=0),
+             h.make_node("Reshape", ["back", "merge_to"], ["y"])]
+    proto = graph(nodes, [x], inits=[ints("first_two", [0, 1]), ints("heads", [2, 8]), ints("width", [16])])
+    model = gx.from_proto(proto)
+    assert all(n.attrs.get("batch_dims") for n in model.steps if n.op.name == "reshape")
+    for batch, seq in [(1, 1), (2, 5), (3, 9)]:
+        same_as_onnxruntime(proto, {"x": np.random.default_rng(seq).normal(size=(batch, seq, 16)).astype(np.float32)})

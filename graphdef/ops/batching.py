@@ -89,8 +89,11 @@ def permutation(shapes, batched, *, axes) -> Lift:
     return Lift(((),), {"axes": (0, *(a + 1 for a in order))})
 
 
-def reshaping(shapes, batched, *, shape) -> Lift:
-    """reshape: the batch axis is kept; a -1 is resolved from the sample's static size."""
+def reshaping(shapes, batched, *, shape, batch_dims=0) -> Lift:
+    """reshape: the batch axis is kept (one more leading axis kept as it is); without batch_dims, a -1 is
+    resolved from the sample's static size."""
+    if batch_dims:
+        return Lift(((),), {"shape": shape, "batch_dims": batch_dims + 1})
     if -1 in shape:
         (known,) = shapes
         if known is None or None in known:
@@ -103,7 +106,7 @@ def reshaping(shapes, batched, *, shape) -> Lift:
         for d in shape:
             rest *= d if d != -1 else 1
         shape = tuple(size // rest if d == -1 else d for d in shape)
-    return Lift(((),), {"shape": (-1, *shape)})
+    return Lift(((),), {"shape": (-1, *shape), "batch_dims": 0})
 
 
 def matrix_product(shapes, batched) -> Lift:

@@ -387,14 +387,20 @@ register_op("transpose", _transpose, "np.transpose(g, None if axes is None else 
                                            **({} if a["axes"] is None else {"perm": list(a["axes"])})))
 
 
-def _reshape(x, *, shape: list[int]):
-    """Reshape to `shape` (one dimension may be -1: inferred)."""
-    return np.reshape(x, shape)
+def _reshape(x, *, shape: list[int], batch_dims: int = 0):
+    """Reshape to `shape` (one dimension may be -1: inferred), after `batch_dims` leading axes kept as they
+    are: an imported model's batch and sequence, whose sizes are known only at run time."""
+    return np.reshape(x, np.shape(x)[:batch_dims] + tuple(shape))
 
 
-def _reshape_shape(x, *, shape):
+def _reshape_shape(x, *, shape, batch_dims=0):
     if list(shape).count(-1) > 1 or any(d < -1 for d in shape):
         raise ValueError(f"shape {list(shape)}: only one dimension may be -1, and none below it")
+    if batch_dims < 0 or x is not None and batch_dims > len(x):
+        raise ValueError(f"batch_dims {batch_dims} must be from 0 to the input's rank "
+                         f"({'unknown' if x is None else len(x)})")
+    if batch_dims:
+        return None if x is None else x[:batch_dims] + _reshape_shape(x[batch_dims:], shape=shape)
     if x is None or None in x:
         return tuple(None if d == -1 else d for d in shape)
     size, known = int(np.prod(x)), int(np.prod([d for d in shape if d != -1]))
@@ -404,6 +410,8 @@ def _reshape_shape(x, *, shape):
 
 
 register_op("reshape", _reshape, "np.reshape(g, np.shape(x))", shape=_reshape_shape, batch=reshaping,
-            dtype=SAME, torch="x: x.reshape(shape)",
-            examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[])],
-            onnx=lambda e, i, o, a: e.node("Reshape", [i[0], e.const(list(a["shape"]), np.int64)], o))
+            dtype=SAME, torch="x: x.reshape(tuple(x.shape[:batch_dims]) + tuple(shape))",
+            examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[]),
+                      ex((2, 3, 4), shape=[12], batch_dims=1), ex((2, 3, 4), shape=[-1, 2], batch_dims=2)],
+            onnx=lambda e, i, o, a: e.node("Reshape", [i[0], e.const([0] * a["batch_dims"] + list(a["shape"]),
+                                                                     np.int64)], o))  # ONNX's 0: the size as is

@@ -180,9 +180,10 @@ class Importer:
         self.nodes[name] = {"op": op, "inputs": args, **attrs}
         if outputs == 1:
             return Value(kind, shape, name)
-        further = outputs[1:] if isinstance(outputs, tuple) else range(1, outputs)
-        return (Value(kind, shape if isinstance(outputs, tuple) else None, name),
-                *(Value(kind, shape if isinstance(outputs, tuple) else None, f"{name}/{k}") for k in further))
+        if isinstance(outputs, tuple):  # a function's outputs: the shape given is its first output's
+            return (Value(kind, shape, name), *(Value(kind, shape, f"{name}/{o}") for o in outputs[1:]))
+        return tuple(Value(kind, self.infer(op, inputs, {**attrs, "output": k})[0], name if k == 0 else f"{name}/{k}")
+                     for k in range(outputs))
 
     def infer(self, op: str, inputs, attrs) -> tuple:
         """An op's (shape, kind) by graphdef's own rules, on sizes that may be symbolic."""

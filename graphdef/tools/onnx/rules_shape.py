@@ -69,11 +69,30 @@ def reshaped(imp, x: Value, target: list) -> Value:
     if -1 not in target and x.shape is not None and None not in x.shape and \
             math.prod(target) != math.prod(x.shape):
         raise Malformed(f"reshapes {list(x.shape)} to {target}: not the same number of values")
-    unknown = [d for d in target if not isinstance(d, int) or d == -1]
-    if len(unknown) > 1:
+    kept = _kept_axes(x.shape, target)
+    rest = target[kept:]
+    if sum(not isinstance(d, int) or d == -1 for d in rest) > 1:
         raise Unsupported("a target shape with more than one size known only at run time")
     resolved = None if -1 in target else target
-    return imp.op("reshape", x, shape=[d if isinstance(d, int) else -1 for d in target], out_shape=resolved)
+    return imp.op("reshape", x, shape=[d if isinstance(d, int) else -1 for d in rest], out_shape=resolved,
+                  **({"batch_dims": kept} if kept else {}))
+
+
+def _kept_axes(source, target: list) -> int:
+    """How many leading axes to keep as they are (graphdef's batch_dims): the fewest of those the input and
+    the target share that leave at most one size known only at run time, as a -1, to the rest."""
+    shared = 0
+    while source is not None and shared < min(len(source), len(target)) and source[shared] is not None \
+            and _same_size(source[shared], target[shared]):
+        shared += 1
+    for kept in range(shared + 1):
+        if sum(not isinstance(d, int) or d == -1 for d in target[kept:]) <= 1:
+            return kept
+    return shared
+
+
+def _same_size(a, b) -> bool:
+    return (isinstance(a, Dim) or isinstance(b, Dim)) and a == b or isinstance(a, int) and a == b
 
 
 @rule("Constant")
