@@ -1,14 +1,13 @@
 """ONNX's own node test cases (onnx.backend.test.case.node) for the ops graphdef imports, run by graphdef."""
 from __future__ import annotations
 
-import re
 
 import numpy as np
 
 from ...errors import GraphDefError
 from .importer import RULES
 from .reader import from_proto
-from .proto import READABLE, onnx_modules
+from .proto import READABLE, onnx_modules, valid_name
 
 
 class Report:
@@ -161,8 +160,7 @@ def _array(value) -> np.ndarray:
 
 def model_name(model, onnx_name: str) -> str:
     """The graphdef name an imported ONNX value got (names are kept where valid)."""
-    return next(n for n in [*model.inputs, *model.graph] if n == onnx_name or
-                n == re.sub(r"[^A-Za-z0-9_./-]", "_", onnx_name.strip("/")) or n == f"v_{onnx_name}")
+    return next(n for n in [*model.inputs, *model.graph] if n in (onnx_name, valid_name(onnx_name)))
 
 
 def imported_schemas() -> tuple[list, int]:

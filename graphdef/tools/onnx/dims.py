@@ -135,7 +135,3 @@ def _compare(a: Dim, b: Dim) -> int:
     if isinstance(difference, int):
         return (difference > 0) - (difference < 0)
     raise Unsupported(f"a comparison of the sizes {a} and {b}")
-
-
-def is_known(size) -> bool:
-    return isinstance(size, int) and not isinstance(size, bool)

@@ -10,6 +10,7 @@ graphdef nodes. Float initializers of more than one value are the model's parame
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections import Counter
@@ -420,10 +421,17 @@ def _probed_shape(record, shapes: list, attrs: dict):
     return tuple(back.get((a, b), a if a == b else None) for a, b in zip(*runs))
 
 
+@functools.cache
+def _parameters(convert) -> frozenset | None:
+    """The names a rule takes (None: any, a **keywords rule), read once per rule rather than per node."""
+    parameters = inspect.signature(convert).parameters
+    return None if any(p.kind == p.VAR_KEYWORD for p in parameters.values()) else frozenset(parameters)
+
+
 def _accepted(convert, attrs: dict, defaults: dict) -> dict:
     """The attributes a rule reads; one it does not read, set to other than its default, is unsupported."""
-    parameters = inspect.signature(convert).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+    parameters = _parameters(convert)
+    if parameters is None:
         return attrs
     unread = [n for n, v in attrs.items() if n not in parameters and not _same(v, defaults.get(n))]
     if unread:

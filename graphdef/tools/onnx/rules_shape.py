@@ -328,11 +328,5 @@ def pad(imp, x, pads, value=None, axes=None, *, mode):
     widths = dict(zip(axes, zip(given[:len(axes)], given[len(axes):])))
     first = min((a for a, w in widths.items() if w != (0, 0)), default=x.rank)
     flat = [p for a in range(x.rank - 1, first - 1, -1) for p in widths.get(a, (0, 0))]
-    fill = 0.0 if value is None else float(np.ravel(static_ints_or_floats(value))[0])
+    fill = 0.0 if value is None else float(np.ravel(imp.static(value, "a Pad value"))[0])
     return imp.op("pad", x, pads=flat, mode={"edge": "replicate"}.get(mode, mode), value=fill)
-
-
-def static_ints_or_floats(value: Value):
-    if value.known is None:
-        raise Unsupported("a Pad value computed at run time")
-    return value.known
