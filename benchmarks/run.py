@@ -28,43 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import graphdef  # noqa: E402
+from timing import agree, interleaved, per_call, row as _row  # noqa: E402
 from graphdef.training.optimizers import Optimizer  # noqa: E402
 
 try:
     import torch
 except ImportError:
     torch = None
-
-
-# -- timing ---------------------------------------------------------------------------
-
-def per_call(fn, number: int) -> float:
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number
-
-
-def interleaved(fns: dict, repeats: int, number: int) -> dict:
-    """Seconds per call of each function in each turn; turns interleave them so that machine noise hits all alike.
-
-    The first two (graphdef and numpy) swap places every turn and the others (PyTorch) run
-    last, so each of the two follows PyTorch equally often: its threads keep spinning for a
-    while after it returns, which slows whatever runs next.
-    """
-    for fn in fns.values():
-        fn()  # warm up: compile plans, fill caches
-    samples, names = {name: [] for name in fns}, list(fns)
-    for turn in range(repeats):
-        for name in (names[:2] if turn % 2 == 0 else names[1::-1]) + names[2:]:
-            samples[name].append(per_call(fns[name], number))
-    return samples
-
-
-def agree(name: str, ours: dict, theirs: dict, rtol: float):
-    for k in theirs:
-        np.testing.assert_allclose(np.asarray(ours[k], dtype=np.float64), np.asarray(theirs[k], dtype=np.float64),
-                                   rtol=rtol, atol=rtol * 1e-3, err_msg=f"{name}: gradient of {k} differs")
 
 
 # -- W1: the lecture network with scalar vertices -------------------------------------
@@ -375,20 +345,6 @@ def _numpy_digits_epochs(model, epochs) -> list:
         _ = -np.mean(np.sum(y[val] * log_p, 1)), np.mean(z.argmax(1) == y[val].argmax(1))
         out.append(time.perf_counter() - start)
     return out[1:]
-
-
-# -- report ---------------------------------------------------------------------------------
-
-def _row(label: str, samples: dict, target: float) -> dict:
-    """Median times, and the median of the ratios graphdef / numpy over pairs of consecutive turns.
-
-    Ratios of close-in-time samples are robust to drifting load; taking turns in pairs, in
-    which each side ran first once (see interleaved), cancels what running first costs.
-    """
-    times = {k: statistics.median(v) for k, v in samples.items()}
-    g, n = samples["graphdef"], samples["numpy"]
-    ratio = statistics.median(sum(g[i:i + 2]) / sum(n[i:i + 2]) for i in range(0, max(len(g) - 1, 1), 2))
-    return {"workload": label, **times, "ratio": ratio, "target": target, "ok": ratio <= target, "unit": "s"}
 
 
 def _show(seconds: float) -> str:
