@@ -1,11 +1,11 @@
 """Convolution ops, NCHW as in PyTorch and ONNX: x is [C, *spatial] after `batch_dims` sample axes (0: one sample).
 
-Every op here slides a window over the last n (spatial) axes of x. Two helpers do all the
-sliding: `_windows` reads the windows as a strided view of the padded input (im2col without
-the copy), and `_scatter`, its adjoint, adds values back where each window read them, one
-strided slice per kernel offset. A convolution is then a matrix product of its kernel with
-the windows; a transposed convolution is that product's adjoint. The pooling ops (pooling.py)
-slide their windows with the same helpers, and export to ONNX with those of the ONNX section.
+Every op here slides a window over the last n (spatial) axes of x. A convolution is one matrix
+product of its kernels with x's windows copied into rows (im2col, `_rows`); its gradient in w is a
+product with the same rows, and its gradient in x (a transposed convolution) a correlation with the
+flipped kernels, or for strides above 1 the product's columns added back where each window read
+them (`_regions`: one strided slice of the padded input per kernel offset). The pooling ops
+(pooling.py) visit windows with `_regions` too, and export to ONNX with the helpers of the ONNX section.
 
 The numpy rules carry any leading axes through (the products broadcast over them), so they never
 read batch_dims: the shape rule, the PyTorch expression and the ONNX mapping do. A batch adds one
@@ -16,6 +16,7 @@ ONNX export writes Conv and ConvTranspose where they compute what PyTorch does a
 onnxruntime runs them (float32, one kernel for the batch); otherwise the op as an Einsum with
 constant 0/1 tensors that place each window (see the ONNX section).
 """
+import functools
 import math
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ def _ints(value, n: int, name: str) -> tuple:
     return values
 
 
+@functools.lru_cache(maxsize=256)
 def _conv_window(kernel, stride, padding, dilation) -> Window:
     """A convolution's window; padding 'same' splits the padding as PyTorch does (the odd one after)."""
     n = len(kernel)
@@ -105,76 +107,131 @@ def _check_sample(x, n: int, op: str, batch_dims: int) -> None:
                          "declare the input per sample (a batch adds its own leading axis), or set batch_dims")
 
 
-def _kernel_axes(n: int) -> tuple:
-    """Where the kernel offsets are in _windows' layout (*lead, C, *size, *out)."""
-    return tuple(range(-2 * n, -n))
+# -- the windows, one kernel offset at a time ----------------------------------------------
 
-
-# -- the two window helpers -----------------------------------------------------------------
-
-def _windows(x, win: Window, fill=0.0):
-    """The windows of x (*lead, C, *spatial) as a strided view (*lead, C, *size, *out), padded with `fill`:
-    im2col without the copy."""
-    n = len(win.size)
-    if any(win.before) or any(win.after):
-        x = np.pad(x, [(0, 0)] * (x.ndim - n) + list(zip(win.before, win.after)), constant_values=fill)
-    view = sliding_window_view(x, win.span, axis=tuple(range(x.ndim - n, x.ndim)))
-    view = view[(..., *(slice(None, None, s) for s in win.stride), *(slice(None, None, d) for d in win.dilation))]
-    return np.moveaxis(view, tuple(range(-n, 0)), _kernel_axes(n))
-
-
-def _scatter(cols, spatial: tuple, win: Window):
-    """The adjoint of _windows: values laid out as windows (*lead, C, *size, *out) added back where each window
-    read them, into an array (*lead, C, *spatial); what falls in the padding is dropped."""
-    n = len(spatial)
-    out = cols.shape[-n:]
-    padded = np.zeros(cols.shape[:-2 * n] + win.padded(spatial), cols.dtype)
+def _regions(win: Window, out: tuple):
+    """For each kernel offset, in row-major order: the offset, and the strided slices of the padded input that
+    it reads, one cell per window position (`out` of them along each spatial axis)."""
     for offset in np.ndindex(*win.size):
-        region = tuple(slice(o * d, o * d + s * (m - 1) + 1, s)
-                       for o, d, s, m in zip(offset, win.dilation, win.stride, out))
-        padded[(..., *region)] += cols[(..., *offset) + (slice(None),) * n]
-    return padded[(..., *(slice(b, b + length) for b, length in zip(win.before, spatial)))]
+        yield offset, tuple(slice(o * d, o * d + s * (m - 1) + 1, s)
+                            for o, d, s, m in zip(offset, win.dilation, win.stride, out))
+
+
+def _interior(win: Window, spatial: tuple) -> tuple:
+    """The slices of a padded array that hold the input itself."""
+    return tuple(slice(b, b + length) for b, length in zip(win.before, spatial))
 
 
 # -- convolution as matrix products ---------------------------------------------------------
+# im2col is fastest channels last: x is copied once into a padded (*lead, *spatial, C) array, so that
+# a window's channels sit side by side, and its windows are copied into rows, one per window position
+# (columns: offsets, then channels). The output is made channel-major: kernels (O, columns) times the
+# rows' transpose (BLAS reads a transpose without a copy) give (O, rows), which the ops return as a
+# (*lead, O, *out) view. The values that follow (bias, batch norm, ReLU, pooling) keep that memory
+# order, so their sums per channel run over contiguous memory, and the gradients coming back have it:
+# as (O, rows) they are views, and ∂/∂w, ∂/∂x are products with them, without copies.
+#
+# `fold` leading axes of x (all of them, when one kernel serves them all) become more rows of one
+# product; the others (a batch of kernels) stay leading axes of a stacked product. With groups, each
+# group is a product of its own, on a leading axis of the stack: (*kept, groups, ...).
 
-def _kernel_matrix(w, groups: int, n: int):
-    """w (*lead, O, C/groups, *kernel) as matrices (*lead, groups, O/groups, C/groups · kernel)."""
-    return w.reshape(*w.shape[:-n - 2], groups, w.shape[-n - 2] // groups, -1)
+def _fold(x_ndim: int, w_ndim: int, n: int) -> int:
+    """How many leading axes of x become rows of the products: all, unless the kernels have leading axes too."""
+    return x_ndim - n - 1 if w_ndim == n + 2 else 0
 
 
-def _per_group(y, groups: int, n: int):
-    """y (*lead, C, *spatial) as (*lead, groups, C/groups, positions)."""
-    return y.reshape(*y.shape[:-n - 1], groups, -1, math.prod(y.shape[-n:]))
-
-
-def _columns(x, win: Window, groups: int):
-    """im2col: x's windows as matrices (*lead, groups, C/groups · kernel, positions), a column per window."""
+def _channels_last(x, win: Window):
+    """x (*lead, C, *spatial) as a contiguous (*lead, *padded, C) array, padded with zeros."""
     n = len(win.size)
-    view = _windows(x, win)
-    return view.reshape(*view.shape[:-2 * n - 1], groups, -1, math.prod(view.shape[-n:]))
+    moved = np.moveaxis(x, -n - 1, -1)
+    if not any(win.before + win.after):
+        return np.ascontiguousarray(moved)
+    padded = np.zeros(moved.shape[:-n - 1] + win.padded(moved.shape[-n - 1:-1]) + moved.shape[-1:], x.dtype)
+    padded[(..., *_interior(win, x.shape[-n:]), slice(None))] = moved
+    return padded
+
+
+def _rows(x, win: Window, groups: int, fold: int):
+    """im2col: the windows of x (*lead, C, *spatial) as matrices (*kept, groups, rows, offsets · C/groups), a row
+    per window position of the last `fold` leading axes; the copy reads each window's channels side by side."""
+    n, lead = len(win.size), x.ndim - len(win.size) - 1
+    view = sliding_window_view(_channels_last(x, win), win.span, axis=tuple(range(lead, lead + n)))
+    view = view[(..., *(slice(None, None, s) for s in win.stride), slice(None),
+                 *(slice(None, None, d) for d in win.dilation))]  # (*lead, *out, C, *size)
+    view = view.reshape(view.shape[:lead + n] + (groups, -1) + win.size)
+    kept, group, channels = lead - fold, lead + n, lead + n + 1
+    view = view.transpose(*range(kept), group, *range(kept, lead + n), *range(channels + 1, view.ndim), channels)
+    return view.reshape(view.shape[:kept + 1] + (-1, math.prod(view.shape[-n - 1:])))
+
+
+def _kernel_rows(w, groups: int, n: int):
+    """w (*lead, O, C/groups, *size) as (*lead, groups, O/groups, offsets · C/groups): a kernel per row, its cells
+    in the order of _rows' columns."""
+    lead = w.ndim - n - 2
+    w = np.moveaxis(w, lead + 1, -1)
+    return w.reshape(w.shape[:lead] + (groups, -1, math.prod(w.shape[lead + 1:])))
+
+
+def _channel_major(y, groups: int, fold: int, n: int):
+    """y (*lead, O, *out) as (*kept, groups, O/groups, rows): a view when y is channel-major, as the ops make it."""
+    lead = y.ndim - n - 1
+    y = np.moveaxis(y, lead, lead - fold)
+    return y.reshape(y.shape[:lead - fold] + (groups, -1, math.prod(y.shape[lead - fold + 1:])))
+
+
+def _product(rows, w, x_shape: tuple, win: Window, groups: int, fold: int):
+    """kernels · rows: the convolution of x (shape x_shape) whose rows these are, (*lead, O, *out)."""
+    n = len(win.size)
+    y = _kernel_rows(w, groups, n) @ np.swapaxes(rows, -1, -2)  # (*kept, groups, O/groups, rows)
+    kept = y.ndim - 3
+    y = y.reshape(y.shape[:kept] + (-1,) + x_shape[len(x_shape) - n - 1 - fold:-n - 1] + _positions(x_shape[-n:], win))
+    return np.moveaxis(y, kept, kept + fold)
 
 
 def _correlate(x, w, win: Window, groups: int):
     """Σ kernel · window at each window position: PyTorch's convolution, (*lead, O, *out)."""
-    n = len(win.size)
-    y = _kernel_matrix(w, groups, n) @ _columns(x, win, groups)
-    return y.reshape(*y.shape[:-3], -1, *_positions(x.shape[-n:], win))
+    fold = _fold(x.ndim, w.ndim, len(win.size))
+    return _product(_rows(x, win, groups, fold), w, x.shape, win, groups, fold)
 
 
 def _correlate_adjoint(g, w, spatial: tuple, win: Window, groups: int):
     """The adjoint of _correlate in x: each position's g spread by the kernel over its window, summed where
     windows overlap. Sized (*lead, C, *spatial); the transposed convolution."""
     n = len(win.size)
-    cols = np.swapaxes(_kernel_matrix(w, groups, n), -1, -2) @ _per_group(g, groups, n)
-    return _scatter(cols.reshape(*cols.shape[:-3], -1, *w.shape[-n:], *g.shape[-n:]), spatial, win)
+    reach = tuple(s - 1 for s in win.span)
+    if win.stride == (1,) * n and all(p <= r for p, r in zip(win.before + win.after, reach + reach)):
+        # with stride 1, a correlation of g with the flipped kernels: one product, no scattering
+        back = Window(win.size, win.stride, win.dilation, tuple(r - b for r, b in zip(reach, win.before)),
+                      tuple(r - a for r, a in zip(reach, win.after)))
+        return _correlate(g, _flipped(w, groups, n), back, groups)
+    fold = _fold(g.ndim, w.ndim, n)
+    cols = np.swapaxes(_kernel_rows(w, groups, n), -1, -2) @ _channel_major(g, groups, fold, n)
+    kept, folded, out = cols.ndim - 3, g.shape[g.ndim - n - 1 - fold:-n - 1], g.shape[-n:]
+    cols = cols.reshape(cols.shape[:kept + 1] + win.size + (-1,) + folded + out)  # (*kept, groups, *size, C/g, ...)
+    padded = np.zeros(cols.shape[:kept + 1] + cols.shape[kept + n + 1:-n] + win.padded(spatial), cols.dtype)
+    for offset, region in _regions(win, out):  # col2im: one strided add per kernel offset
+        padded[(..., *region)] += cols[(slice(None),) * (kept + 1) + offset]
+    x = padded[(..., *_interior(win, spatial))]
+    x = x.reshape(x.shape[:kept] + (-1,) + x.shape[kept + 2:])
+    return np.moveaxis(x, kept, kept + fold)
 
 
-def _kernel_gradient(g, x, w_shape: tuple, win: Window, groups: int):
-    """The adjoint of _correlate in w: Σ over positions (and leading axes w lacks) of g times x's windows."""
+def _flipped(w, groups: int, n: int):
+    """The kernels of the adjoint correlation: w (*lead, O, C/groups, *size) as (*lead, C, O/groups, *size), each
+    kernel reversed along its spatial axes."""
+    lead = w.ndim - n - 2
+    w = w.reshape(w.shape[:lead] + (groups, -1) + w.shape[lead + 1:])
+    w = np.swapaxes(w, lead + 1, lead + 2)[(..., *(slice(None, None, -1),) * n)]
+    return w.reshape(w.shape[:lead] + (-1,) + w.shape[lead + 2:])
+
+
+def _kernel_gradient(g, rows, w_shape: tuple, win: Window, groups: int, fold: int):
+    """The adjoint of _correlate in w: Σ over window positions (and leading axes w lacks) of g times the rows of
+    x's windows."""
     n = len(win.size)
-    gw = _per_group(g, groups, n) @ np.swapaxes(_columns(x, win, groups), -1, -2)
-    return unbroadcast(gw.reshape(*gw.shape[:-3], *w_shape[-n - 2:]), w_shape)
+    gw = _channel_major(g, groups, fold, n) @ rows  # (*kept, groups, O/groups, offsets · C/groups)
+    gw = gw.reshape(gw.shape[:-3] + (-1,) + win.size + w_shape[-n - 1:-n])
+    return unbroadcast(np.moveaxis(gw, -1, -n - 1), w_shape)
 
 
 def _samples_first(shapes, batched, *, batch_dims, **attrs) -> Lift:
@@ -289,17 +346,25 @@ def _check_channels(channels, out_channels, per_group, groups: int, x, w) -> Non
 
 
 def _convolution(n: int):
-    """conv1d or conv2d: forward, rules and ONNX mapping; the spatial rank n says which axes of x are spatial."""
+    """conv1d or conv2d: forward, saving forward, rules and ONNX mapping; the spatial rank n says which axes of x
+    are spatial."""
     def forward(x, w, *, stride: Size = 1, padding: Size | str = 0, dilation: Size = 1, groups: int = 1,
                 batch_dims: int = 0):
         return _correlate(x, w, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
 
-    def vjp_x(g, out, x, w, *, stride, padding, dilation, groups, batch_dims):
+    def saving(x, w, *, stride, padding, dilation, groups, batch_dims):
+        """The output, and x's windows as rows (im2col), which ∂/∂w multiplies g by: copied once, when training."""
+        win, fold = _conv_window(w.shape[-n:], stride, padding, dilation), _fold(x.ndim, w.ndim, n)
+        rows = _rows(x, win, groups, fold)
+        return _product(rows, w, x.shape, win, groups, fold), rows
+
+    def vjp_x(g, rows, x, w, *, stride, padding, dilation, groups, batch_dims):
         win = _conv_window(w.shape[-n:], stride, padding, dilation)
         return unbroadcast(_correlate_adjoint(g, w, x.shape[-n:], win, groups), x.shape)
 
-    def vjp_w(g, out, x, w, *, stride, padding, dilation, groups, batch_dims):
-        return _kernel_gradient(g, x, w.shape, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
+    def vjp_w(g, rows, x, w, *, stride, padding, dilation, groups, batch_dims):
+        return _kernel_gradient(g, rows, w.shape, _conv_window(w.shape[-n:], stride, padding, dilation), groups,
+                                _fold(x.ndim, w.ndim, n))
 
     def onnx(e, inputs, out, attrs):
         """Conv, or the Einsum Σ x[g, c, cells] · w[g, o, c, offsets] · A[place, offset, cell] per axis."""
@@ -315,7 +380,7 @@ def _convolution(n: int):
         y = e.node("Einsum", [*operands, *_selections(e, x_shape[1:], win, places)],
                    equation=f"...gc{CELLS[:n]},...goc{OFFSETS[:n]},{_selection_terms(n)}->...go{PLACES[:n]}")
         return _onnx_reshape(e, y, max(lead_x, lead_w), (w_shape[0], *places), out)
-    return forward, (vjp_x, vjp_w), onnx
+    return forward, saving, (vjp_x, vjp_w), onnx
 
 
 _CONV_DOC = ("{n}-D convolution of x [C, {dims}] (after batch_dims sample axes) with kernels "
@@ -333,9 +398,9 @@ for _n, _examples in ((1, [ex((2, 7), (3, 2, 3)), ex((4, 9), (2, 2, 2), stride=2
                            ex((3, 4, 6), (2, 3, 2, 2), padding="valid", dilation=[1, 2], stride=2),
                            ex((2, 4, 4), (3, 2, 3, 3), padding=1),
                            ex((2, 2, 4, 5), (4, 1, 2, 3), padding=[1, 0], groups=2, batch_dims=1)])):
-    _forward, _rules, _onnx = _convolution(_n)
-    register_op(f"conv{_n}d", _forward, _rules, shape=_conv_shape(_n, f"conv{_n}d"), batch=_samples_first,
-                examples=_examples, onnx=_onnx,
+    _forward, _saving, _rules, _onnx = _convolution(_n)
+    register_op(f"conv{_n}d", _forward, _rules, save=_saving, shape=_conv_shape(_n, f"conv{_n}d"),
+                batch=_samples_first, examples=_examples, onnx=_onnx,
                 torch=f"x, w: _on_samples(batch_dims, F.conv{_n}d, x, w, stride=stride, padding=padding, "
                       "dilation=dilation, groups=groups)",
                 doc=_CONV_DOC.format(n=_n, dims="L" if _n == 1 else "H, W", kernel="k" if _n == 1 else "kh, kw"))
@@ -372,7 +437,8 @@ def _conv_transpose2d_vjp_x(g, out, x, w, *, stride, padding, output_padding, gr
 
 def _conv_transpose2d_vjp_w(g, out, x, w, *, stride, padding, output_padding, groups, dilation, batch_dims):
     win, _ = _transposed_window(w.shape, stride, padding, output_padding, dilation)
-    return _kernel_gradient(x, g, w.shape, win, groups)
+    fold = _fold(g.ndim, w.ndim, 2)
+    return _kernel_gradient(x, _rows(g, win, groups, fold), w.shape, win, groups, fold)
 
 
 def _conv_transpose2d_shape(x, w, *, stride, padding, output_padding, groups, dilation, batch_dims):

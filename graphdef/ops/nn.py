@@ -38,9 +38,16 @@ def _log_softmax(x, *, axis: int = -1):
     return shifted
 
 
+def _softmax_vjp(g, out, axis: int):
+    """out·(g − Σ g·out) along axis, from the softmax's output alone, the difference taken in place."""
+    d = g * out
+    d -= out * d.sum(axis=axis, keepdims=True)
+    return d
+
+
 SOFTMAX_EXAMPLES = [ex((4,)), ex((2, 3)), ex((2, 3), axis=0)]
 
-register_op("softmax", _softmax, "out * (g - np.sum(g * out, axis=axis, keepdims=True))",
+register_op("softmax", _softmax, "_softmax_vjp(g, out, axis)",
             shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
             onnx=lambda e, i, o, a: e.node("Softmax", i, o, axis=a["axis"]), torch="x: torch.softmax(x, dim=axis)")
 
@@ -337,12 +344,15 @@ def _softmax_cross_entropy(z, t, *, base: float = math.e, axis: int = -1, reduct
 
 
 def _softmax_cross_entropy_saving(z, t, *, base, axis, reduction, batch_dims, weight, ignore_index):
-    """The loss, and the softmax and log-softmax its gradients need: computed once, in the forward pass."""
+    """The loss, and what its gradients need, made once in the forward pass: the softmax, the log-softmax and,
+    for probability targets, their total along the axis (∂/∂z ∝ p·Σt − t; None for class labels)."""
     log_p, p = _shifted_exp(z, axis)
     total = p.sum(axis=axis, keepdims=True)
     log_p -= np.log(total)
     p /= total
-    return _softmax_loss(log_p, t, base, axis, reduction, batch_dims, weight, ignore_index), (p, log_p)
+    loss = _softmax_loss(log_p, t, base, axis, reduction, batch_dims, weight, ignore_index)
+    t_total = _broadcast(t, z).sum(axis=axis, keepdims=True) if t.dtype.kind == "f" else None
+    return loss, (p, log_p, t_total)
 
 
 def _softmax_loss(log_p, t, base, axis, reduction, batch_dims, weight, ignore_index):
@@ -399,9 +409,9 @@ def _onnx_softmax_cross_entropy(e, inputs: list, out: str, a: dict) -> str:
 SOFT_TARGET_EXAMPLES = [(shapes, attrs) for shapes, attrs in LOSS_EXAMPLES if len(shapes[1]) != len(shapes[0]) - 1] + [
     ex((2, 2, 3), (3,), batch_dims=1, reduction="sum"), ex((3, 2, 2), (2,), axis=0)]
 
-register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: (softmax, log-softmax)
+register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: (softmax, log-softmax, Σ t)
             ("unbroadcast(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims)"
-             " * (t - out[0] * _broadcast(t, z).sum(axis, keepdims=True)), z.shape) if t.dtype.kind == 'f'"
+             " * (t - out[0] * out[2]), z.shape) if out[2] is not None"
              " else _labels_vjp(g, z, t, weight, ignore_index, -1 / math.log(base), axis, reduction, batch_dims,"
              " out[0])",
              "_fit(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1], t)"),

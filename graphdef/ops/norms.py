@@ -27,11 +27,14 @@ def _normalize(x, scale, shift, tail: int, groups: int, eps: float):
 
 
 def _normalize_vjp(g_scaled, saved, x, tail: int, groups: int):
-    """∂L/∂x from ĝ = g·scale and the saved (x̂, 1/σ)."""
+    """∂L/∂x from ĝ = g·scale (a fresh product: it is overwritten) and the saved (x̂, 1/σ), in three passes over ĝ."""
     normalized, inv_std = saved
     gv, xv = _grouped(g_scaled, tail, groups), _grouped(normalized, tail, groups)
-    d = (gv - gv.mean(axis=-1, keepdims=True) - xv * (gv * xv).mean(axis=-1, keepdims=True)) * inv_std
-    return unbroadcast(d.reshape(g_scaled.shape), x.shape)
+    projection = (gv * xv).mean(axis=-1, keepdims=True)
+    gv -= gv.mean(axis=-1, keepdims=True)
+    gv -= xv * projection
+    gv *= inv_std
+    return unbroadcast(gv.reshape(g_scaled.shape), x.shape)
 
 
 def _check_affine(expected, weight, bias) -> None:

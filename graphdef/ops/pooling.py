@@ -1,23 +1,24 @@
 """Pooling ops, NCHW as in PyTorch and ONNX: max_pool2d, avg_pool2d, global_avg_pool; x is [C, *spatial] after
 `batch_dims` sample axes (0: one sample).
 
-max_pool2d and avg_pool2d reduce each window of x, read by conv.py's `_windows` (a strided view of the
-padded input), and scatter their gradients back with its adjoint `_scatter`. As in conv.py, leading axes
-are carried through every rule, and a batch adds one more sample axis. ONNX export writes MaxPool,
+max_pool2d and avg_pool2d visit the windows one kernel offset at a time (conv.py's `_regions`): the cells
+that offset reads in every window are one strided slice of the padded input, so a pooling is a few
+whole-array operations, one per offset, and so is its gradient, added back slice by slice. As in conv.py,
+leading axes are carried through every rule, and a batch adds one more sample axis. ONNX export writes MaxPool,
 and AveragePool where onnxruntime runs it and it counts the padding as PyTorch does; otherwise avg_pool2d
 is conv.py's Einsum of x with the windows' 0/1 selections.
 """
 import functools
-import math
 
 import numpy as np
 
-from .conv import (CELLS, PLACES, Size, Window, _check_sample, _ints, _kernel_axes, _onnx_native, _onnx_on_batch,
-                   _positions, _samples_first, _scatter, _selection_terms, _selections, _static_shape, _windows)
+from .conv import (CELLS, PLACES, Size, Window, _check_sample, _interior, _ints, _onnx_native, _onnx_on_batch,
+                   _positions, _regions, _samples_first, _selection_terms, _selections, _static_shape)
 from .conv import _on_samples  # noqa: F401 - read by the PyTorch expressions
 from .registry import ShapeError, ex, positive, register_op, show_shape
 
 
+@functools.lru_cache(maxsize=256)
 def _pool_window(spatial, kernel_size, stride, padding, dilation, ceil_mode) -> Window:
     """A pooling's window: the stride defaults to the kernel size; ceil_mode pads after each axis as far as
     the last window reaches (PyTorch's rule: a window starting in the padding after the input is dropped)."""
@@ -67,30 +68,52 @@ def _onnx_pool(e, op_type: str, x: str, out: str, win: Window, **extra):
         **extra), out)
 
 
+def _padded(x, win: Window, fill: float):
+    """x with the window's padding around its spatial axes, holding `fill`, in x's memory order (x itself when
+    there is none)."""
+    if not any(win.before + win.after):
+        return x
+    padded = np.full_like(x, fill, shape=x.shape[:-2] + win.padded(x.shape[-2:]))
+    padded[(..., *_interior(win, x.shape[-2:]))] = x
+    return padded
+
+
+def _offsets(padded, win: Window, out: tuple):
+    """What each kernel offset reads in every window of a padded array: one strided view per offset."""
+    return [padded[(..., *region)] for _, region in _regions(win, out)]
+
+
 def _max_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Size = 0, dilation: Size = 1,
                 ceil_mode: bool = False, batch_dims: int = 0):
     """The largest value in each window of x [C, H, W], as F.max_pool2d (∂/∂x: g goes to the first largest).
 
     x may hold batch_dims sample axes before C."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    return _windows(x, win, -np.inf).max(axis=_kernel_axes(2))
+    return _max_pool2d_saving(x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                              ceil_mode=ceil_mode, batch_dims=batch_dims)[0]
 
 
 def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
-    """The maxima, and which offset of each window holds the first of them: all the gradient needs."""
+    """The maxima, and what the gradient compares them with: x padded with −inf (x itself without padding)."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    view = _windows(x, win, -np.inf)
-    flat = view.reshape(*view.shape[:-4], -1, *view.shape[-2:])
-    chosen = np.expand_dims(flat.argmax(axis=-3), -3)
-    return np.take_along_axis(flat, chosen, axis=-3)[..., 0, :, :], chosen
+    padded = _padded(x, win, -np.inf)
+    first, *others = _offsets(padded, win, _positions(x.shape[-2:], win))
+    y = first.copy(order="K")
+    for cells in others:
+        np.maximum(y, cells, out=y)
+    return y, (y, padded)
 
 
-def _max_pool2d_vjp(g, chosen, x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
-    """g to the chosen offset of each window (a one-hot over the offsets), scattered back."""
+def _max_pool2d_vjp(g, saved, x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
+    """g to the first largest cell of each window: the offsets in order, each taking what is left of g where
+    it holds the maximum."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    offsets = np.arange(math.prod(win.size)).reshape(-1, 1, 1)
-    cols = (chosen == offsets) * np.expand_dims(g, -3)
-    return _scatter(cols.reshape(*g.shape[:-2], *win.size, *g.shape[-2:]), x.shape[-2:], win)
+    y, padded = saved
+    grad, left = np.zeros_like(padded, dtype=g.dtype), np.array(g, order="K")
+    for cells, into in zip(_offsets(padded, win, y.shape[-2:]), _offsets(grad, win, y.shape[-2:])):
+        taken = (cells == y) * left
+        into += taken
+        left -= taken
+    return grad[(..., *_interior(win, x.shape[-2:]))]
 
 
 def _onnx_max_pool2d(e, inputs, out, attrs):
@@ -110,6 +133,15 @@ register_op("max_pool2d", _max_pool2d, _max_pool2d_vjp, save=_max_pool2d_saving,
                   "ceil_mode=ceil_mode)")
 
 
+def _window_sums(padded, win: Window, out: tuple):
+    """Σ over each window of a padded array: one add per kernel offset."""
+    first, *others = _offsets(padded, win, out)
+    total = first.copy(order="K")
+    for cells in others:
+        total += cells
+    return total
+
+
 @functools.lru_cache(maxsize=64)
 def _divisors(spatial: tuple, win: Window, count_include_pad: bool, dtype=np.float64):
     """How many cells each window averages, as PyTorch counts them: the input's, the padding's when asked,
@@ -117,8 +149,7 @@ def _divisors(spatial: tuple, win: Window, count_include_pad: bool, dtype=np.flo
     counted = np.zeros(win.padded(spatial), dtype)
     counted[tuple(slice(0 if count_include_pad else b, b + n + (b if count_include_pad else 0))
                   for b, n in zip(win.before, spatial))] = 1
-    whole = Window(win.size, win.stride, win.dilation, (0,) * len(spatial), (0,) * len(spatial))
-    divisors = _windows(counted[None], whole).sum(axis=_kernel_axes(len(spatial)))[0]
+    divisors = _window_sums(counted, win, _positions(spatial, win))
     divisors.flags.writeable = False
     return divisors
 
@@ -130,13 +161,19 @@ def _avg_pool2d(x, *, kernel_size: Size, stride: Size | None = None, padding: Si
     x may hold batch_dims sample axes before C. A dilated window (ONNX's AveragePool has them, PyTorch's not)
     averages the cells it reads."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    return _windows(x, win).sum(axis=_kernel_axes(2)) / _divisors(x.shape[-2:], win, count_include_pad, x.dtype)
+    total = _window_sums(_padded(x, win, 0.0), win, _positions(x.shape[-2:], win))
+    total /= _divisors(x.shape[-2:], win, count_include_pad, x.dtype)
+    return total
 
 
 def _avg_pool2d_vjp(g, out, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad, dilation, batch_dims):
+    """g ÷ each window's count, added back to every cell the window read."""
     win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
-    share = np.expand_dims(g / _divisors(x.shape[-2:], win, count_include_pad, g.dtype), _kernel_axes(2))
-    return _scatter(np.broadcast_to(share, g.shape[:-2] + win.size + g.shape[-2:]), x.shape[-2:], win)
+    share = g / _divisors(x.shape[-2:], win, count_include_pad, g.dtype)
+    grad = np.zeros_like(x, dtype=share.dtype, shape=x.shape[:-2] + win.padded(x.shape[-2:]))
+    for into in _offsets(grad, win, g.shape[-2:]):
+        into += share
+    return grad[(..., *_interior(win, x.shape[-2:]))]
 
 
 def _onnx_avg_pool2d(e, inputs, out, attrs):

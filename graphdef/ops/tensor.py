@@ -30,16 +30,22 @@ def _promoted(g, x, y):
     return np.reshape(g, np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2]) + (x2.shape[-2], y2.shape[-1])), x2, y2
 
 
+def _rows_times(x, y):
+    """x @ y for a stack of matrices x and one matrix (or vector) y, as one product of all of x's rows: one BLAS
+    call instead of one per matrix of the stack."""
+    return (x.reshape(-1, x.shape[-1]) @ y).reshape(x.shape[:-1] + y.shape[1:])
+
+
 def _matmul_vjp_x(g, x, y):
-    if x.ndim == 2 and y.ndim == 2:
-        return g @ y.T
+    if y.ndim == 2 and x.ndim > 1:
+        return g @ y.T if x.ndim == 2 else _rows_times(g, y.T)
     g2, x2, y2 = _promoted(g, x, y)
     return unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape).reshape(x.shape)
 
 
 def _matmul_vjp_y(g, x, y):
-    if x.ndim == 2 and y.ndim == 2:
-        return x.T @ g
+    if y.ndim == 2 and x.ndim > 1:  # summed over the stack of x: one product of all its rows
+        return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
     g2, x2, y2 = _promoted(g, x, y)
     return unbroadcast(np.swapaxes(x2, -1, -2) @ g2, y2.shape).reshape(y.shape)
 
@@ -58,9 +64,9 @@ def _matmul_shape(a, b):
 
 
 # The rules leave `out` unused, so the generated code can free the product early.
-register_op("matmul", "x, y: x @ y", ("_matmul_vjp_x(g, x, y)", "_matmul_vjp_y(g, x, y)"),
-            shape=_matmul_shape, batch=matrix_product, onnx=lambda e, i, o, a: e.node("MatMul", i, o),
-            torch="x, y: torch.matmul(x, y)",
+register_op("matmul", "x, y: x @ y if x.ndim < 3 or y.ndim > 2 else _rows_times(x, y)",
+            ("_matmul_vjp_x(g, x, y)", "_matmul_vjp_y(g, x, y)"), shape=_matmul_shape, batch=matrix_product,
+            onnx=lambda e, i, o, a: e.node("MatMul", i, o), torch="x, y: torch.matmul(x, y)",
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
             examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
                       ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
@@ -127,7 +133,47 @@ def _free_letters(used: str, n: int) -> str:
 def _einsum(x, y, *, equation: str):
     """Einstein summation of two operands (torch.einsum): letters missing from the output are summed over."""
     xs, ys, out = _explicit(equation, (np.ndim(x), np.ndim(y)))
-    return np.einsum(f"{xs},{ys}->{out}", x, y, optimize=True)
+    return _contract(xs, x, ys, y, out)
+
+
+def _contract(xs: str, x, ys: str, y, out: str):
+    """einsum xs,ys->out as one matrix product, stacked over the letters all three share (np.einsum's own path
+    is several times slower on the stacks of small matrices attention makes). The product's rows are x's letters
+    the output keeps, its columns y's, its inner axis the letters the output sums over."""
+    x, xs = _sum_alone(x, xs, ys + out)
+    y, ys = _sum_alone(y, ys, xs + out)
+    inner = [c for c in xs if c in ys and c not in out]
+    x, y = _sum_broadcast(x, xs, y, ys, inner)
+    stack = [c for c in out if c in xs and c in ys]
+    rows, cols = [c for c in out if c not in ys], [c for c in out if c not in xs]
+    x = np.transpose(x, [xs.index(c) for c in stack + rows + inner])
+    y = np.transpose(y, [ys.index(c) for c in stack + inner + cols])
+    lead, row_sizes, col_sizes = len(stack), x.shape[len(stack):len(stack) + len(rows)], y.shape[y.ndim - len(cols):]
+    k = math.prod(x.shape[lead + len(rows):])
+    z = x.reshape(x.shape[:lead] + (math.prod(row_sizes), k)) @ y.reshape(y.shape[:lead] + (k, math.prod(col_sizes)))
+    z = z.reshape(z.shape[:lead] + row_sizes + col_sizes)
+    made = stack + rows + cols
+    return np.transpose(z, [made.index(c) for c in out])
+
+
+def _sum_alone(x, xs: str, others: str):
+    """x summed over the letters only it has (nothing else reads them), and its remaining subscripts."""
+    alone = tuple(i for i, c in enumerate(xs) if c not in others)
+    if not alone:
+        return x, xs
+    return np.sum(x, axis=alone), "".join(c for c in xs if c in others)
+
+
+def _sum_broadcast(x, xs: str, y, ys: str, inner: list):
+    """A summed letter of size 1 in one operand (broadcast) and larger in the other: the larger one summed over it,
+    kept as size 1, so that the product's inner sizes agree."""
+    for c in inner:
+        i, j = xs.index(c), ys.index(c)
+        if np.shape(x)[i] == 1 and np.shape(y)[j] != 1:
+            y = np.sum(y, axis=j, keepdims=True)
+        elif np.shape(y)[j] == 1 and np.shape(x)[i] != 1:
+            x = np.sum(x, axis=i, keepdims=True)
+    return x, y
 
 
 def _einsum_vjp(g, x, y, equation: str, wrt: int):
@@ -137,7 +183,7 @@ def _einsum_vjp(g, x, y, equation: str, wrt: int):
     own, other, out = subscripts[wrt], subscripts[1 - wrt], subscripts[2]
     target, partner = (x, y) if wrt == 0 else (y, x)
     kept = "".join(c for c in own if c in out + other)
-    grad = np.einsum(f"{out},{other}->{kept}", g, partner, optimize=True)
+    grad = _contract(out, g, other, partner, kept)
     grad = np.expand_dims(grad, tuple(i for i, c in enumerate(own) if c not in kept))
     return unbroadcast(np.broadcast_to(grad, np.broadcast_shapes(grad.shape, np.shape(target))), np.shape(target))
 
