@@ -296,6 +296,12 @@ def _gelu(x, *, approximate: str = "none"):
     return x * _gate(x, approximate)
 
 
+def _gelu_saving(x, *, approximate: str = "none"):
+    """The output and Φ(x), which the gradient needs too: erf computed once."""
+    gate = _gate(x, approximate)
+    return x * gate, gate
+
+
 def _check_gelu_form(shape, *, approximate):
     if approximate not in GELU_FORMS:
         raise ValueError(f"approximate must be one of {', '.join(GELU_FORMS)}, got '{approximate}'")
@@ -314,10 +320,10 @@ def onnx_gelu(e, x: str, out: str, approximate: str) -> str:
     return e.node("Mul", [e.node("Mul", [x, e.const(0.5)]), e.node("Add", [wave, e.const(1.0)])], out)
 
 
-_unary("gelu", _gelu, "g * (_gate(x, approximate) + x * _gate_slope(x, approximate))",
+_unary("gelu", _gelu, "g * (out + x * _gate_slope(x, approximate))",  # `out` is saved: Φ(x)
        "x·Φ(x), Φ the normal CDF or its tanh form (∂/∂x = Φ(x) + x·Φ′(x))",
        lambda e, i, o, a: onnx_gelu(e, i[0], o, a["approximate"]), torch="x: F.gelu(x, approximate=approximate)",
-       shape=_check_gelu_form, examples=UNARY + [ex((2, 3), approximate="tanh")])
+       shape=_check_gelu_form, save=_gelu_saving, examples=UNARY + [ex((2, 3), approximate="tanh")])
 
 
 _unary("softsign", "x: x / (1 + np.abs(x))", "g / np.square(1 + np.abs(x))", "x/(1 + |x|) (∂/∂x = 1/(1 + |x|)²)",

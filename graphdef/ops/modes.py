@@ -14,16 +14,18 @@ from .registry import POSITIVE, REAL, ShapeError, broadcast_shape, ex, positive,
 
 # -- dropout --------------------------------------------------------------------------------
 
-def _keep(rng, shape: tuple, p: float) -> np.ndarray:
-    """The inverted-dropout scale: 1/(1−p) where an element is kept (probability 1−p), else 0."""
-    return (rng.random(shape) >= p) / (1 - p)
+def _keep(rng, shape: tuple, p: float, dtype=np.float64) -> np.ndarray:
+    """The inverted-dropout scale: 1/(1−p) where an element is kept (probability 1−p), else 0; in x's
+    dtype, so a float32 model stays float32 through dropout and its gradient."""
+    dtype = np.dtype(dtype)
+    return np.where(rng.random(shape) >= p, dtype.type(1 / (1 - p)), dtype.type(0))
 
 
 def _dropout_scaled(x, *, p: float = 0.5, training, rng):
     """The output, and the scale it applied (what the backward rule multiplies by)."""
     if not training or p == 0:
         return x, 1.0
-    scale = _keep(rng, np.shape(x), p)
+    scale = _keep(rng, np.shape(x), p, np.result_type(x, np.float32))
     return x * scale, scale
 
 
