@@ -18,7 +18,8 @@ def ours(name, *inputs, g=None, **attrs):
     inputs = [np.asarray(x, dtype=float) for x in inputs]
     out = np.asarray(op.forward(*inputs, **attrs))
     g = np.ones_like(out) if g is None else g
-    grads = [graphdef.ops.unbroadcast(np.asarray(rule(g, out, *inputs, **attrs)), x.shape)
+    saved = op.saved(out, *inputs, **attrs)  # what the rules read as `out`: the output, or what the op saves
+    grads = [graphdef.ops.unbroadcast(np.asarray(rule(g, saved, *inputs, **attrs)), x.shape)
              for rule, x in zip(op.backward, inputs)]
     return out, grads
 
