@@ -63,12 +63,13 @@ def _batch_norm_saving(x, weight, bias, running_mean, running_var, *, momentum: 
                        batch_dims: int = 0, training):
     """The output, and (x̂, 1/σ) for the backward rules."""
     axes, line = _channels(x, batch_dims)
-    if training:
-        mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    if training:  # centred once, for the variance and the output (x.var would centre x again)
+        normalized = x - x.mean(axis=axes, keepdims=True)
+        var = np.mean(normalized * normalized, axis=axes, keepdims=True)
     else:
-        mean, var = np.reshape(running_mean, line), np.reshape(running_var, line)
+        normalized, var = x - np.reshape(running_mean, line), np.reshape(running_var, line)
     inv_std = 1 / np.sqrt(var + eps)
-    normalized = (x - mean) * inv_std
+    normalized *= inv_std
     return normalized * np.reshape(weight, line) + np.reshape(bias, line), (normalized, inv_std)
 
 
