@@ -21,6 +21,7 @@ import itertools
 import linecache
 import math
 import warnings
+import weakref
 
 import numpy as np
 
@@ -103,6 +104,7 @@ class _Writer:
                           "reshape": np.reshape, "per_sample_forward": per_sample_forward,
                           "per_sample_vjp": per_sample_vjp}
         self.slots, self.bound, self.lifts = {}, {}, {}
+        self.probes = _PROBED[graph] if graph in _PROBED else _PROBED.setdefault(graph, probed_shapes(graph))
 
     def slot(self, vertex: str, prefix: str = "v") -> str:
         return self.slots.setdefault((prefix, vertex), f"{prefix}{len(self.slots)}")
@@ -310,7 +312,7 @@ def _backward_lines(w: _Writer, step, k: int, arg: str, accumulate: bool, saving
 def _shape_of(w: _Writer, arg: str, expand: tuple) -> tuple[str, list]:
     """A vertex's (lifted) shape as code: a literal when static, else read from its value (which that keeps alive)."""
     static = _static(w, arg)
-    if static is not None and BATCH not in static:
+    if static is not None and BATCH not in static and static == _static(w, arg, -1):
         return repr(_expand_static(static, expand)), []
     x = w.slot(arg)
     return (f"{x}.shape" if not expand else f"expand_dims({x}, {expand}).shape"), [x]
@@ -331,7 +333,11 @@ def _same_shape(w: _Writer, step, k: int, lift) -> bool:
         return True
     if step.op.elementwise and len(step.inputs) == 1:
         return True
-    shapes = [_static(w, a) for a in step.inputs]
+    return all(_same_in_probe(w, step, k, lift, probe) for probe in (0, -1))
+
+
+def _same_in_probe(w: _Writer, step, k: int, lift, probe: int) -> bool:
+    shapes = [_static(w, a, probe) for a in step.inputs]
     if None in shapes:
         return False
     if lift is not None:
@@ -342,12 +348,44 @@ def _same_shape(w: _Writer, step, k: int, lift) -> bool:
         return False
 
 
-def _static(w: _Writer, name: str):
-    """A vertex's full static shape under this plan's batching (BATCH first when batched), or None."""
-    shape = w.graph.vertices[name].shape
+def _static(w: _Writer, name: str, probe: int = 0):
+    """A vertex's full shape under this plan's batching (BATCH first when batched), with free sizes as
+    they were probed (see probed_shapes), or None where a size is not known before running."""
+    shape = w.probes[probe].get(name) if w.probes else w.graph.vertices[name].shape
     if shape is None or None in shape:
         return None
     return (BATCH, *shape) if name in w.batched else tuple(shape)
+
+
+_PROBED = weakref.WeakKeyDictionary()  # graph -> probed_shapes(graph): graphs never change
+PROBES = (1_000_003, 1_000_033)  # primes no real size takes; each free size gets its own multiple of them
+
+
+def probed_shapes(graph) -> tuple:
+    """Every vertex's shape computed twice by the ops' shape rules, each free (null) input size standing
+    for a distinct made-up number, different in each probe; () when no input has a free size.
+
+    A size equal in both probes is static; one that differs derives from free sizes, and two such
+    sizes that are equal in both probes are the same whatever the sizes given at run time. This
+    decides at compile time which gradients need summing back to their input's shape, for models
+    written with a free batch size (`[null, 64]`) as for those batched by an extra axis.
+    """
+    free = [v for v in graph.of_kind("input") if v.shape is not None and None in v.shape]
+    if not free:
+        return ()
+    probes = []
+    for base in PROBES:
+        sizes = iter(range(base, base * (len(free) * 8 + 2), base))
+        shapes = {name: v.shape for name, v in graph.vertices.items() if v.kind != "node"}
+        for v in free:
+            shapes[v.name] = tuple(next(sizes) if d is None else d for d in v.shape)
+        for step in graph.steps:
+            try:
+                shapes[step.name] = step.op.shape(*(shapes[a] for a in step.inputs), **step.attrs)
+            except (ValueError, TypeError, IndexError, ArithmeticError, KeyError):
+                shapes[step.name] = None
+        probes.append(shapes)
+    return tuple(probes)
 
 
 def _expand_static(shape: tuple, axes: tuple) -> tuple:
