@@ -103,7 +103,7 @@ class _Writer:
                           "unbroadcast": unbroadcast, "expand_dims": np.expand_dims, "squeeze": np.squeeze,
                           "reshape": np.reshape, "per_sample_forward": per_sample_forward,
                           "per_sample_vjp": per_sample_vjp}
-        self.slots, self.bound, self.lifts = {}, {}, {}
+        self.slots, self.bound, self.lifts, self.calls = {}, {}, {}, {}
         self.probes = _PROBED[graph] if graph in _PROBED else _PROBED.setdefault(graph, probed_shapes(graph))
 
     def slot(self, vertex: str, prefix: str = "v") -> str:
@@ -133,7 +133,23 @@ class _Writer:
 
     def call(self, rule, params: list[str], attrs: dict, hint: str) -> tuple[str, list[int]]:
         """The rule applied to these argument texts: inlined when it is an expression, else a call;
-        and which of the arguments it reads (an inlined rule may leave some unused: `out` often)."""
+        and which of the arguments it reads (an inlined rule may leave some unused: `out` often).
+
+        Made once per rule and attribute values, as a format string: big graphs repeat a few."""
+        try:
+            key = (id(rule), len(params), hint, tuple((k, type(v), v) for k, v in attrs.items()))
+            hash(key)
+        except TypeError:
+            key = (id(rule), len(params), hint, id(attrs))
+        made = self.calls.get(key)
+        if made is None:
+            marks = [f"\0{i}\0" for i in range(len(params))]
+            text, used = self._call(rule, marks, attrs, hint)
+            parts = text.replace("{", "{{").replace("}", "}}").split("\0")
+            made = self.calls[key] = ("".join(f"{{{p}}}" if i % 2 else p for i, p in enumerate(parts)), used)
+        return made[0].format(*params), made[1]
+
+    def _call(self, rule, params: list[str], attrs: dict, hint: str) -> tuple[str, list[int]]:
         names = {k: self.bind(v, k) for k, v in attrs.items()}
         if isinstance(rule, Expr) and len(params) == rule.positional:
             fill = dict(zip(rule.params, params)) | names
