@@ -90,7 +90,7 @@ def _array(model, name: str, raw):
         try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
             if type(raw) in (float, int):
                 value = dtype.type(raw)
-            elif type(raw) is np.ndarray and raw.dtype == dtype:
+            elif type(raw) is np.ndarray and raw.dtype == dtype and raw.ndim:
                 value = raw
             elif type(raw) is not dtype.type:
                 value = np.asarray(raw, dtype=dtype)
