@@ -328,7 +328,7 @@ def _backward_lines(w: _Writer, step, k: int, arg: str, accumulate: bool, saving
 def _shape_of(w: _Writer, arg: str, expand: tuple) -> tuple[str, list]:
     """A vertex's (lifted) shape as code: a literal when static, else read from its value (which that keeps alive)."""
     static = _static(w, arg)
-    if static is not None and BATCH not in static and static == _static(w, arg, -1):
+    if static is not None and BATCH not in static and all(static == _static(w, arg, p) for p in _probes(w)):
         return repr(_expand_static(static, expand)), []
     x = w.slot(arg)
     return (f"{x}.shape" if not expand else f"expand_dims({x}, {expand}).shape"), [x]
@@ -349,7 +349,11 @@ def _same_shape(w: _Writer, step, k: int, lift) -> bool:
         return True
     if step.op.elementwise and len(step.inputs) == 1:
         return True
-    return all(_same_in_probe(w, step, k, lift, probe) for probe in (0, -1))
+    return all(_same_in_probe(w, step, k, lift, probe) for probe in _probes(w))
+
+
+def _probes(w: _Writer) -> range:
+    return range(len(w.probes) or 1)
 
 
 def _same_in_probe(w: _Writer, step, k: int, lift, probe: int) -> bool:
@@ -374,24 +378,41 @@ def _static(w: _Writer, name: str, probe: int = 0):
 
 
 _PROBED = weakref.WeakKeyDictionary()  # graph -> probed_shapes(graph): graphs never change
-PROBES = (1_000_003, 1_000_033)  # primes no real size takes; each free size gets its own multiple of them
+
+
+def _primes(start: int, count: int) -> list:
+    found, n = [], start
+    while len(found) < count:
+        n += 1
+        if all(n % d for d in range(2, math.isqrt(n) + 1)):
+            found.append(n)
+    return found
+
+
+def _probe_sizes(count: int) -> list:
+    """Sizes standing for `count` free sizes in each probe: small ones (a size of 1 broadcasts, slices
+    clamp), even and odd; and large odd primes and twice large primes (beyond the constants a model
+    holds), between which no free size is a multiple or a fixed offset of another."""
+    return [list(range(1, count + 1)), list(range(2, 2 * count + 2, 2)), list(range(3, 2 * count + 3, 2)),
+            _primes(10**9, count), [2 * p for p in _primes(7 * 10**8, count)]]
 
 
 def probed_shapes(graph) -> tuple:
-    """Every vertex's shape computed twice by the ops' shape rules, each free (null) input size standing
-    for a distinct made-up number, different in each probe; () when no input has a free size.
+    """Every vertex's shape computed by the ops' shape rules in several probes, each free (null) input
+    size standing for a distinct made-up number, different in each probe; () when no input has a
+    free size.
 
-    A size equal in both probes is static; one that differs derives from free sizes, and two such
-    sizes that are equal in both probes are the same whatever the sizes given at run time. This
-    decides at compile time which gradients need summing back to their input's shape, for models
-    written with a free batch size (`[null, 64]`) as for those batched by an extra axis.
+    A size equal in every probe is static; one that differs derives from free sizes, and two such
+    sizes that are equal in every probe are taken to be the same whatever the sizes at run time.
+    This decides at compile time which gradients need summing back to their input's shape, for
+    models written with a free batch size (`[null, 64]`) as for those batched by an extra axis.
     """
     free = [v for v in graph.of_kind("input") if v.shape is not None and None in v.shape]
     if not free:
         return ()
     probes = []
-    for base in PROBES:
-        sizes = iter(range(base, base * (len(free) * 8 + 2), base))
+    for made_up in _probe_sizes(sum(v.shape.count(None) for v in free)):
+        sizes = iter(made_up)
         shapes = {name: v.shape for name, v in graph.vertices.items() if v.kind != "node"}
         for v in free:
             shapes[v.name] = tuple(next(sizes) if d is None else d for d in v.shape)

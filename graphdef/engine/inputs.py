@@ -32,9 +32,11 @@ def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
                 problems.append(model.problem(name, f"missing input '{name}'", f"give a value for '{name}'"))
             continue
         found += 1
-        if scalar and type(raw) is float and math.isfinite(raw):  # the short path of a lecture graph
-            env[name] = dtype.type(raw)
-            continue
+        if scalar and type(raw) is float:  # the short path of a lecture graph
+            value = dtype.type(raw)
+            if math.isfinite(value):
+                env[name] = value
+                continue
         value, problem = _array(model, name, raw)
         env[name] = value
         if problem:
@@ -88,6 +90,8 @@ def _array(model, name: str, raw):
             return None, problem
     else:
         try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
+            if raw is None or np.iscomplexobj(raw):
+                raise TypeError("not a real number")
             if type(raw) in (float, int):
                 value = dtype.type(raw)
             elif type(raw) is np.ndarray and raw.dtype == dtype and raw.ndim:
@@ -116,7 +120,7 @@ def _whole(model, name: str, raw, dtype: np.dtype):
         given = np.asarray(raw)
         value = given.astype(dtype)
         exact = given.dtype.kind in "iub" and (dtype.kind != "b" or given.dtype.kind == "b" or
-                                                np.isin(given, (0, 1)).all())
+                                                np.isin(given, (0, 1)).all()) and np.array_equal(value, given)
         if not exact:
             exact = given.dtype.kind == "f" and np.array_equal(value, given) and np.isfinite(given).all()
     except (ValueError, TypeError, OverflowError):
@@ -133,7 +137,9 @@ def _finite(value) -> bool:
     is not (NaN, infinity, or finite values overflowing) is every value looked at."""
     if value.ndim == 0:
         return math.isfinite(value)
-    return math.isfinite(value.sum()) or bool(np.isfinite(value).all())
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is no fault of the data
+        total = np.add.reduce(value, axis=None)
+    return math.isfinite(total) or bool(np.isfinite(value).all())
 
 
 def fits(actual: tuple, declared: tuple, batchable: bool) -> bool:

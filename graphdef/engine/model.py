@@ -303,13 +303,16 @@ class Model:
     def resolve(self, of: str | None = None, wrt=None) -> tuple[str, tuple]:
         """(vertex to differentiate, vertices to differentiate by): checked, with the defaults applied;
         remembered, since a training loop or a teacher's slider asks the same on every call."""
-        key = (of, wrt if wrt is None or isinstance(wrt, str) else tuple(wrt))
-        try:
-            return self._resolved[key]
-        except (KeyError, TypeError):  # TypeError: unhashable names, reported by _wrt
+        if wrt is not None and not isinstance(wrt, str):
+            wrt = _names(wrt, "wrt")
+        if of is not None and not isinstance(of, str):
+            raise GraphDefError(Problem(f"of must be a vertex name, got {type(of).__name__} {of!r:.60}",
+                                        hint="give the name of a vertex, e.g. of='loss'"))
+        resolved = self._resolved.get((of, wrt))
+        if resolved is None:
             resolved = self._target(of), tuple(self._wrt(wrt))
-        if len(self._resolved) < 1000:
-            self._resolved[key] = resolved
+            if len(self._resolved) < 1000:
+                self._resolved[(of, wrt)] = resolved
         return resolved
 
     def _target(self, of: str | None) -> str:
@@ -344,6 +347,19 @@ class Model:
     def locate(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem at `path` in the model file (unlocated for a model built from data)."""
         return self.source.problem(path, message, hint) if self.source else Problem(message, hint=hint)
+
+
+def _names(names, what: str) -> tuple:
+    """A collection of vertex names as a tuple (a generator is read once), every one a string."""
+    try:
+        names = tuple(names)
+    except TypeError:
+        names = (names,)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise GraphDefError(Problem(f"{what} must name vertices, got {type(bad[0]).__name__} {bad[0]!r:.60}",
+                                    hint=f"give a name or a list of names, e.g. {what}=['w1', 'b1']"))
+    return names
 
 
 def training_seed(doc: dict) -> int:
