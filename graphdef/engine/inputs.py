@@ -32,7 +32,7 @@ def feed(model, inputs: dict, params: dict | None = None, needed=None) -> dict:
                 problems.append(model.problem(name, f"missing input '{name}'", f"give a value for '{name}'"))
             continue
         found += 1
-        if scalar and type(raw) is float:  # the short path of a lecture graph
+        if scalar and (type(raw) is float or type(raw) is dtype.type):  # the short path of a lecture graph
             value = dtype.type(raw)
             if math.isfinite(value):
                 env[name] = value
@@ -90,8 +90,8 @@ def _array(model, name: str, raw):
             return None, problem
     else:
         try:  # a number becomes a numpy scalar: arithmetic on it is much faster than on a 0-d array
-            if raw is None or np.iscomplexobj(raw):
-                raise TypeError("not a real number")
+            if raw is None or getattr(raw, "dtype", None) is not None and raw.dtype.kind == "c":
+                raise TypeError("not a real number")  # numpy would drop the imaginary part
             if type(raw) in (float, int):
                 value = dtype.type(raw)
             elif type(raw) is np.ndarray and raw.dtype == dtype and raw.ndim:
