@@ -18,15 +18,16 @@ def per_call(fn, number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def interleaved(fns: dict, repeats: int, number: int) -> dict:
+def interleaved(fns: dict, repeats: int, number: int, warm: bool = True) -> dict:
     """Seconds per call of each function in each turn; turns interleave them so that machine noise hits all alike.
 
     The first two (graphdef and numpy) swap places every turn and the others (PyTorch) run
     last, so each of the two follows PyTorch equally often: its threads keep spinning for a
-    while after it returns, which slows whatever runs next.
+    while after it returns, which slows whatever runs next. `warm`: call each once first (compile
+    plans, fill caches); off for what is slow and always cold (loading a big file).
     """
-    for fn in fns.values():
-        fn()  # warm up: compile plans, fill caches
+    for fn in fns.values() if warm else ():
+        fn()
     samples, names = {name: [] for name in fns}, list(fns)
     for turn in range(repeats):
         for name in (names[:2] if turn % 2 == 0 else names[1::-1]) + names[2:]:
@@ -41,14 +42,19 @@ def agree(name: str, ours: dict, theirs: dict, rtol: float):
 
 
 def row(label: str, samples: dict, target: float) -> dict:
-    """Median times, and the median of the ratios graphdef / numpy over pairs of consecutive turns.
+    """Median times, and the median of the ratios graphdef / reference over pairs of consecutive turns.
 
-    Ratios of close-in-time samples are robust to drifting load; taking turns in pairs, in
-    which each side ran first once (see interleaved), cancels what running first costs.
+    The reference is the second entry of `samples` (hand-written numpy, or PyYAML's parser for
+    a load). Ratios of close-in-time samples are robust to drifting load; taking turns in
+    pairs, in which each side ran first once (see interleaved), cancels what running first costs.
     """
     times = {k: statistics.median(v) for k, v in samples.items()}
-    g, n = samples["graphdef"], samples["numpy"]
-    ratio = statistics.median(sum(g[i:i + 2]) / sum(n[i:i + 2]) for i in range(0, max(len(g) - 1, 1), 2))
-    return {"workload": label, **times, "ratio": ratio, "target": target, "ok": ratio <= target, "unit": "s"}
+    reference = list(samples)[1]
+    g, n = samples["graphdef"], samples[reference]
+    ratios = sorted(sum(g[i:i + 2]) / sum(n[i:i + 2]) for i in range(0, max(len(g) - 1, 1), 2))
+    ratio = statistics.median(ratios)
+    spread = [ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]]  # quartiles of the pairs' ratios
+    return {"workload": label, **times, "reference": reference, "ratio": ratio, "spread": spread,
+            "target": target, "ok": ratio <= target, "unit": "s"}
 
 

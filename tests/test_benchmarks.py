@@ -15,7 +15,8 @@ def test_quick_benchmark_run_checks_gradients_and_saves_every_row(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
     names = [row["workload"].split()[0] for row in results["rows"]]
-    assert names[:6] == ["W1", "W1b", "W2", "W2", "W3", "W4"]
+    assert names[:9] == ["W1", "W1b", "W1c", "W2", "W2", "W3", "W2f", "W2f", "W3f"]
+    assert {"W4", "start-up:", "load"} <= set(names)
     assert all(row["graphdef"] > 0 for row in results["rows"])
     assert all(row["ratio"] > 0 for row in results["rows"] if row["ratio"] is not None)
-    assert [c["vertices"] for c in results["scaling"]] == [1000, 10_000]
+    assert [c["vertices"] for c in results["scaling"]] == [2000, 20_000]

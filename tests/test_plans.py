@@ -99,3 +99,57 @@ def test_a_rule_that_needs_numpy_values_still_works_on_scalars():
 def test_lecture_network_on_floats_returns_float64_arrays():
     grads = graphdef.load("models/lecture_network.yaml").gradients({"x1": 1.0, "x2": 0.5, "y1": 1.0, "y2": 0.0})
     assert all(isinstance(g, np.ndarray) and g.shape == () and g.dtype == np.float64 for g in grads.values())
+
+
+# -- free sizes: which gradients need summing back is decided when the plan is made ------------
+
+FREE_MLP = """
+graphdef: 1
+name: free
+inputs:
+  x: {shape: [null, 3]}
+  s: {shape: [null, 1]}
+  r: {shape: [1, 4]}
+parameters:
+  W: {value: [[0.1, 0.2, 0.3, 0.4], [0.5, -0.6, 0.7, 0.8], [0.9, 1.0, -1.1, 1.2]]}
+  b: {value: [0.1, -0.2, 0.3, 0.4]}
+nodes:
+  m: {op: matmul, inputs: [x, W]}
+  z: {op: add, inputs: [m, b]}
+  scaled: {op: mul, inputs: [z, s]}
+  shifted: {op: add, inputs: [scaled, r]}
+  h: {op: tanh, inputs: [shifted]}
+  loss: {op: mean, inputs: [h]}
+outputs: [loss]
+loss: loss
+"""
+
+
+def test_free_sizes_derived_from_one_input_need_no_sum_back():
+    """m and z share x's free size: z's gradient flows to m as it is. s has a free size of its own,
+    which may be 1 where x's is not: those sums back stay, decided when the plan runs."""
+    model = graphdef.loads(FREE_MLP)
+    model.gradients({"x": np.ones((5, 3)), "s": np.ones((5, 1)), "r": np.ones((1, 4))})
+    lines = [line for line in next(iter(model._plans.values())).source.splitlines() if "del " not in line]
+    checked = {line.split("# ∂loss/∂")[1].split(" ")[0] for line, after in zip(lines, lines[1:])
+               if "# ∂loss/∂" in line and after.strip().startswith("if t.shape")}
+    assert checked == {"scaled", "z", "s", "r", "b"}
+    assert "if t.shape != (4,): t = unbroadcast(t, (4,))" in "\n".join(lines)  # b's shape is static
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("free_s", [1, "n"])
+def test_free_size_plans_equal_the_reference_interpreter(n, free_s):
+    """Sizes of 1 are where broadcasting would change the shape of a gradient: the plan must sum back
+    exactly where the reference interpreter does, for every size the free dimensions take."""
+    rng = np.random.default_rng(n)
+    s_rows = n if free_s == "n" else 1
+    feed = {"x": rng.normal(size=(n, 3)), "s": rng.normal(size=(s_rows, 1)), "r": rng.normal(size=(1, 4))}
+    model = graphdef.loads(FREE_MLP)
+    planned = model.gradients(feed)
+    model.reference = True
+    reference = model.gradients(feed)
+    assert planned.keys() == reference.keys()
+    for k in planned:
+        assert planned[k].shape == reference[k].shape, k
+        np.testing.assert_allclose(planned[k], reference[k], rtol=1e-12, atol=1e-14, err_msg=k)

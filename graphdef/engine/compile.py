@@ -21,6 +21,7 @@ import itertools
 import linecache
 import math
 import warnings
+import weakref
 
 import numpy as np
 
@@ -102,7 +103,8 @@ class _Writer:
                           "unbroadcast": unbroadcast, "expand_dims": np.expand_dims, "squeeze": np.squeeze,
                           "reshape": np.reshape, "per_sample_forward": per_sample_forward,
                           "per_sample_vjp": per_sample_vjp}
-        self.slots, self.bound, self.lifts = {}, {}, {}
+        self.slots, self.bound, self.lifts, self.calls = {}, {}, {}, {}
+        self.probes = _PROBED[graph] if graph in _PROBED else _PROBED.setdefault(graph, probed_shapes(graph))
 
     def slot(self, vertex: str, prefix: str = "v") -> str:
         return self.slots.setdefault((prefix, vertex), f"{prefix}{len(self.slots)}")
@@ -131,7 +133,23 @@ class _Writer:
 
     def call(self, rule, params: list[str], attrs: dict, hint: str) -> tuple[str, list[int]]:
         """The rule applied to these argument texts: inlined when it is an expression, else a call;
-        and which of the arguments it reads (an inlined rule may leave some unused: `out` often)."""
+        and which of the arguments it reads (an inlined rule may leave some unused: `out` often).
+
+        Made once per rule and attribute values, as a format string: big graphs repeat a few."""
+        try:
+            key = (id(rule), len(params), hint, tuple((k, type(v), v) for k, v in attrs.items()))
+            hash(key)
+        except TypeError:
+            key = (id(rule), len(params), hint, id(attrs))
+        made = self.calls.get(key)
+        if made is None:
+            marks = [f"\0{i}\0" for i in range(len(params))]
+            text, used = self._call(rule, marks, attrs, hint)
+            parts = text.replace("{", "{{").replace("}", "}}").split("\0")
+            made = self.calls[key] = ("".join(f"{{{p}}}" if i % 2 else p for i, p in enumerate(parts)), used)
+        return made[0].format(*params), made[1]
+
+    def _call(self, rule, params: list[str], attrs: dict, hint: str) -> tuple[str, list[int]]:
         names = {k: self.bind(v, k) for k, v in attrs.items()}
         if isinstance(rule, Expr) and len(params) == rule.positional:
             fill = dict(zip(rule.params, params)) | names
@@ -310,7 +328,7 @@ def _backward_lines(w: _Writer, step, k: int, arg: str, accumulate: bool, saving
 def _shape_of(w: _Writer, arg: str, expand: tuple) -> tuple[str, list]:
     """A vertex's (lifted) shape as code: a literal when static, else read from its value (which that keeps alive)."""
     static = _static(w, arg)
-    if static is not None and BATCH not in static:
+    if static is not None and BATCH not in static and all(static == _static(w, arg, p) for p in _probes(w)):
         return repr(_expand_static(static, expand)), []
     x = w.slot(arg)
     return (f"{x}.shape" if not expand else f"expand_dims({x}, {expand}).shape"), [x]
@@ -331,7 +349,15 @@ def _same_shape(w: _Writer, step, k: int, lift) -> bool:
         return True
     if step.op.elementwise and len(step.inputs) == 1:
         return True
-    shapes = [_static(w, a) for a in step.inputs]
+    return all(_same_in_probe(w, step, k, lift, probe) for probe in _probes(w))
+
+
+def _probes(w: _Writer) -> range:
+    return range(len(w.probes) or 1)
+
+
+def _same_in_probe(w: _Writer, step, k: int, lift, probe: int) -> bool:
+    shapes = [_static(w, a, probe) for a in step.inputs]
     if None in shapes:
         return False
     if lift is not None:
@@ -342,12 +368,61 @@ def _same_shape(w: _Writer, step, k: int, lift) -> bool:
         return False
 
 
-def _static(w: _Writer, name: str):
-    """A vertex's full static shape under this plan's batching (BATCH first when batched), or None."""
-    shape = w.graph.vertices[name].shape
+def _static(w: _Writer, name: str, probe: int = 0):
+    """A vertex's full shape under this plan's batching (BATCH first when batched), with free sizes as
+    they were probed (see probed_shapes), or None where a size is not known before running."""
+    shape = w.probes[probe].get(name) if w.probes else w.graph.vertices[name].shape
     if shape is None or None in shape:
         return None
     return (BATCH, *shape) if name in w.batched else tuple(shape)
+
+
+_PROBED = weakref.WeakKeyDictionary()  # graph -> probed_shapes(graph): graphs never change
+
+
+def _primes(start: int, count: int) -> list:
+    found, n = [], start
+    while len(found) < count:
+        n += 1
+        if all(n % d for d in range(2, math.isqrt(n) + 1)):
+            found.append(n)
+    return found
+
+
+def _probe_sizes(count: int) -> list:
+    """Sizes standing for `count` free sizes in each probe: small ones (a size of 1 broadcasts, slices
+    clamp), even and odd; and large odd primes and twice large primes (beyond the constants a model
+    holds), between which no free size is a multiple or a fixed offset of another."""
+    return [list(range(1, count + 1)), list(range(2, 2 * count + 2, 2)), list(range(3, 2 * count + 3, 2)),
+            _primes(10**9, count), [2 * p for p in _primes(7 * 10**8, count)]]
+
+
+def probed_shapes(graph) -> tuple:
+    """Every vertex's shape computed by the ops' shape rules in several probes, each free (null) input
+    size standing for a distinct made-up number, different in each probe; () when no input has a
+    free size.
+
+    A size equal in every probe is static; one that differs derives from free sizes, and two such
+    sizes that are equal in every probe are taken to be the same whatever the sizes at run time.
+    This decides at compile time which gradients need summing back to their input's shape, for
+    models written with a free batch size (`[null, 64]`) as for those batched by an extra axis.
+    """
+    free = [v for v in graph.of_kind("input") if v.shape is not None and None in v.shape]
+    if not free:
+        return ()
+    probes = []
+    for made_up in _probe_sizes(sum(v.shape.count(None) for v in free)):
+        sizes = iter(made_up)
+        shapes = {name: v.shape for name, v in graph.vertices.items() if v.kind != "node"}
+        for v in free:
+            shapes[v.name] = tuple(next(sizes) if d is None else d for d in v.shape)
+        for step in graph.steps:
+            try:
+                shapes[step.name] = step.op.shape(*(shapes[a] for a in step.inputs), **step.attrs)
+            except (ValueError, TypeError, IndexError, ArithmeticError, KeyError):
+                shapes[step.name] = None
+        probes.append(shapes)
+    return tuple(probes)
 
 
 def _expand_static(shape: tuple, axes: tuple) -> tuple:

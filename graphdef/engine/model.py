@@ -18,7 +18,7 @@ from ..errors import GraphDefError, Problem, did_you_mean
 from ..pause_gc import without_gc
 from . import gradients, interpret
 from .compile import Compiled, compile_backprop, compile_forward
-from .inputs import NONE, batched_inputs, feed
+from .inputs import NONE, batched_inputs, feed, feeding
 from .lift import StepError, batched_vertices, call, lift_of
 
 METHODS = gradients.METHODS
@@ -63,6 +63,7 @@ class Model:
         self.inputs = {v.name: v.shape for v in graph.of_kind("input")}
         self.input_dtypes = {v.name: np.dtype(v.dtype) for v in graph.of_kind("input") if not v.differentiable}
         self.batchable = {v.name: len(v.shape) for v in graph.of_kind("input") if v.batchable}
+        self.feeding = feeding(self)
         self.parameters = {v.name: v.value for v in graph.of_kind("parameter")}
         self.state = {v.name: v.value for v in graph.of_kind("state")}  # running statistics: updated, not trained
         self.untrained = [v.name for v in graph.of_kind("parameter") if v.init is not None]  # drawn at load
@@ -76,6 +77,7 @@ class Model:
         self._leaves = frozenset(v.name for v in graph.of_kind("input", "parameter", "constant")  # what wrt may name
                                  if v.differentiable)
         self._plans, self._backward_plans = {}, {}  # PlanKey -> Compiled; (of, wrt) -> (steps, vertices)
+        self._resolved = {}  # (of, wrt) as asked -> as resolved
         # every value a float64 scalar: plans may run on Python floats (compile.FloatMath)
         self._floats = self.dtype == np.float64 and all(
             v.shape == () and v.dtype == "float64" and not (v.op and v.op.context) for v in graph.vertices.values())
@@ -182,7 +184,7 @@ class Model:
         batched `of` is averaged over its samples instead of summed (what training minimises).
         """
         batched = batched_inputs(self, env)
-        key = PlanKey(of, tuple(wrt), frozenset(keep) if keep else NONE, tuple(outputs or ()), batched,
+        key = PlanKey(of, tuple(wrt), frozenset(keep) if keep else NONE, tuple(outputs) if outputs else (), batched,
                       self._floats and not batched, mean, self.training if training is None else training)
         if self.reference:
             return self._reference_backprop(env, key)
@@ -298,9 +300,20 @@ class Model:
         ranges of its inputs; then likewise for gradients."""
         gradients.check_numerics(self, values, grads, of)
 
-    def resolve(self, of: str | None = None, wrt=None) -> tuple[str, list]:
-        """(vertex to differentiate, vertices to differentiate by): checked, with the defaults applied."""
-        return self._target(of), self._wrt(wrt)
+    def resolve(self, of: str | None = None, wrt=None) -> tuple[str, tuple]:
+        """(vertex to differentiate, vertices to differentiate by): checked, with the defaults applied;
+        remembered, since a training loop or a teacher's slider asks the same on every call."""
+        if wrt is not None and not isinstance(wrt, str):
+            wrt = _names(wrt, "wrt")
+        if of is not None and not isinstance(of, str):
+            raise GraphDefError(Problem(f"of must be a vertex name, got {type(of).__name__} {of!r:.60}",
+                                        hint="give the name of a vertex, e.g. of='loss'"))
+        resolved = self._resolved.get((of, wrt))
+        if resolved is None:
+            resolved = self._target(of), tuple(self._wrt(wrt))
+            if len(self._resolved) < 1000:
+                self._resolved[(of, wrt)] = resolved
+        return resolved
 
     def _target(self, of: str | None) -> str:
         if of is None:
@@ -334,6 +347,19 @@ class Model:
     def locate(self, path: tuple, message: str, hint: str | None = None) -> Problem:
         """A Problem at `path` in the model file (unlocated for a model built from data)."""
         return self.source.problem(path, message, hint) if self.source else Problem(message, hint=hint)
+
+
+def _names(names, what: str) -> tuple:
+    """A collection of vertex names as a tuple (a generator is read once), every one a string."""
+    try:
+        names = tuple(names)
+    except TypeError:
+        names = (names,)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise GraphDefError(Problem(f"{what} must name vertices, got {type(bad[0]).__name__} {bad[0]!r:.60}",
+                                    hint=f"give a name or a list of names, e.g. {what}=['w1', 'b1']"))
+    return names
 
 
 def training_seed(doc: dict) -> int:
