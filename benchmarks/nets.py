@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import graphdef  # noqa: E402
-from timing import agree, interleaved, per_call, row  # noqa: E402
+from timing import agree, interleaved, per_call, row, table  # noqa: E402
 from graphdef.training.optimizers import Optimizer  # noqa: E402
 
 try:
@@ -393,24 +393,12 @@ def _torch_attention(params: dict, batch: dict):
     return step
 
 
-def _show(seconds: float) -> str:
-    return f"{seconds * 1e6:9.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms" if seconds < 1 \
-        else f"{seconds:9.2f} s "
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer turns")
     args = parser.parse_args()
     rows = lenet_step(args.quick) + attention_step(args.quick) + lenet_epoch(args.quick)
-    print(f"{'workload':<82} {'graphdef':>12} {'numpy':>12} {'pytorch':>12} {'ratio':>7} {'target':>7}")
-    for r in rows:
-        times = "".join(_show(r[k]) if r.get(k) is not None else f"{'':>12}" for k in ("graphdef", "numpy", "pytorch"))
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        target = "" if r["target"] is None else f"≤{r['target']}×"
-        verdict = "" if r["target"] is None else "ok" if r["ok"] else "MISSED"
-        print(f"{r['workload']:<82} {times} {ratio:>7} {target:>7}  {verdict}")
-
+    table(rows)
 
 if __name__ == "__main__":
     main()

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import graphdef  # noqa: E402
-from timing import agree, interleaved, per_call, row as _row  # noqa: E402
+from timing import agree, interleaved, per_call, row as _row, table  # noqa: E402
+import nets  # noqa: E402
 from graphdef.training.optimizers import Optimizer  # noqa: E402
 
 try:
@@ -392,10 +393,6 @@ def _numpy_digits_epochs(model, epochs) -> list:
     return out[1:]
 
 
-def _show(seconds: float) -> str:
-    return f"{seconds * 1e6:9.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller scaling sizes")
@@ -416,6 +413,7 @@ def main():
     rows.append(mlp_workload("W3f wide MLP step, free batch size, float32", [784, 512, 512, 10], 256, "float32",
                              1.05, q, 8, turns=31, free=True))
     rows.append(w4(q))
+    rows += nets.lenet_step(q) + nets.attention_step(q) + nets.lenet_epoch(q)
     rows += training(q)
     rows += startup(q)
     big, curve = scaling(q)
@@ -424,20 +422,7 @@ def main():
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}" \
               + (f", torch {torch.__version__}" if torch is not None else "")
     print(f"machine: {machine}")
-    print("reference: hand-written numpy unless the row names another; ratio: graphdef / reference, "
-          "median [quartiles] of paired turns")
-    print(f"{'workload':<70} {'graphdef':>12} {'reference':>12} {'pytorch':>12} {'ratio':>18} {'target':>7}")
-    for r in rows:
-        reference = r.get("reference", "numpy")
-        times = "".join(_show(r[k]) if r.get(k) is not None else f"{'':>12}" for k in ("graphdef", reference, "pytorch"))
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f} [{r['spread'][0]:.2f}–{r['spread'][1]:.2f}]"
-        target = "" if r["target"] is None else f"≤{r['target']}" + ("s" if r["ratio"] is None else "×")
-        verdict = "" if r["target"] is None else "ok" if r["ok"] else "MISSED"
-        print(f"{r['workload']:<70} {times:} {ratio:>18} {target:>7}  {verdict}")
-        if "peak memory ratio" in r:
-            ok = r["peak memory ratio"] <= r["memory target"]
-            print(f"{'   peak memory, graphdef / numpy':<70} {'':>36} {r['peak memory ratio']:>18.2f} "
-                  f"{'≤' + str(r['memory target']) + '×':>7}  {'ok' if ok else 'MISSED'}")
+    table(rows)
     print("\nscaling (chain of elementwise vertices, length-16 vectors):")
     for c in curve:
         n = c["vertices"]

@@ -58,3 +58,25 @@ def row(label: str, samples: dict, target: float) -> dict:
             "target": target, "ok": ratio <= target, "unit": "s"}
 
 
+
+
+def show(seconds: float) -> str:
+    return f"{seconds * 1e6:9.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
+
+
+def table(rows: list) -> None:
+    """Print benchmark rows: times, the ratio to the reference with its quartiles, the target and the verdict."""
+    print("reference: hand-written numpy unless the row names another; ratio: graphdef / reference, "
+          "median [quartiles] of paired turns")
+    print(f"{'workload':<82} {'graphdef':>12} {'reference':>12} {'pytorch':>12} {'ratio':>18} {'target':>7}")
+    for r in rows:
+        reference = r.get("reference", "numpy")
+        times = "".join(show(r[k]) if r.get(k) is not None else f"{'':>12}" for k in ("graphdef", reference, "pytorch"))
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f} [{r['spread'][0]:.2f}–{r['spread'][1]:.2f}]"
+        target = "" if r["target"] is None else f"≤{r['target']}" + ("s" if r["ratio"] is None else "×")
+        verdict = "" if r["target"] is None else "ok" if r["ok"] else "MISSED"
+        print(f"{r['workload']:<82} {times:} {ratio:>18} {target:>7}  {verdict}")
+        if "peak memory ratio" in r:
+            ok = r["peak memory ratio"] <= r["memory target"]
+            print(f"{'   peak memory, graphdef / numpy':<82} {'':>36} {r['peak memory ratio']:>18.2f} "
+                  f"{'≤' + str(r['memory target']) + '×':>7}  {'ok' if ok else 'MISSED'}")
