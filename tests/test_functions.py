@@ -49,7 +49,7 @@ outputs: [h4]
 """)
     assert list(model.parameters) == ["shared", "h1/W", "h1/b", "h2/W", "h2/b", "h3/b", "h4/b"]
     assert not np.array_equal(model.parameters["h1/W"], model.parameters["h2/W"])
-    assert {u for u, _ in model.graph.out_edges("shared")} == {"shared"} and model.graph.out_degree("shared") == 2
+    assert {u for u, _ in model.graph.nx.out_edges("shared")} == {"shared"} and model.graph.nx.out_degree("shared") == 2
     grads = model.gradients({"x": [0.1, 0.2, 0.3]}, of="h4", method="reverse")
     numeric = model.gradients({"x": [0.1, 0.2, 0.3]}, of="h4", wrt=["shared"], method="numeric")
     np.testing.assert_allclose(grads["shared"], numeric["shared"], rtol=1e-6, atol=1e-9)
@@ -58,8 +58,8 @@ outputs: [h4]
 def test_nested_calls_and_call_membership():
     model = graphdef.loads(HEAD + "nodes:\n  net: {op: mlp, inputs: [x], sizes: [3, 5, 4, 2]}\noutputs: [net]\n")
     assert list(model.parameters) == [f"net/layer{i}/{p}" for i in (1, 2, 3) for p in "Wb"]
-    assert model.graph.nodes["net/layer2/W"]["call"] == "net/layer2"
-    assert model.graph.vertices["net"].op.name == "identity" and model.graph.nodes["net"]["call"] == "net/layer3"
+    assert model.graph.nx.nodes["net/layer2/W"]["call"] == "net/layer2"
+    assert model.graph.vertices["net"].op.name == "identity" and model.graph.nx.nodes["net"]["call"] == "net/layer3"
     assert model.forward({"x": np.ones((7, 3))})["net"].shape == (7, 2)
     assert {op.name for op in (s.op for s in model.steps)} <= set(graphdef.OPS)
 

@@ -34,7 +34,7 @@ def test_three_methods_agree(name, at):
 
 def test_chain_has_one_path_per_variable():
     from graphdef.engine.paths import count_paths
-    graph = graphdef.load(MODELS / "chain.yaml").graph
+    graph = graphdef.load(MODELS / "chain.yaml").graph.nx
     assert count_paths(graph, "a", "f") == count_paths(graph, "b", "f") == 1
 
 

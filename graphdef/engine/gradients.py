@@ -22,7 +22,7 @@ def check_method(method: str) -> None:
 
 def by_paths(model, env: dict, values: dict, of: str, wrt) -> dict:
     steps, wanted = model.backward_plan(of, tuple(wrt))
-    return paths.path_gradients(model.graph, steps, values, of, wrt, wanted)
+    return paths.path_gradients(model.graph.nx, steps, values, of, wrt, wanted)
 
 
 def numeric(model, env: dict, values: dict, of: str, wrt) -> dict:

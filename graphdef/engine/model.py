@@ -49,7 +49,7 @@ class PlanKey(NamedTuple):
 class Model:
     """A computation graph loaded from YAML.
 
-    `graph` is a graphdef Graph: a networkx.MultiDiGraph (one vertex per input, parameter,
+    `graph` is a graphdef Graph (its `nx`: the networkx.MultiDiGraph, one vertex per input, parameter,
     constant, literal and node, attribute `kind`; one edge per use keyed by argument
     position) whose `vertices` hold each vertex's record. `parameters` maps names to
     arrays (training updates them in place).

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import numpy as np
 
 from ..errors import GraphDefError
@@ -32,8 +31,9 @@ def edge_derivatives(steps, env: dict, wanted) -> dict:
     return local
 
 
-def path_stats(graph: nx.MultiDiGraph, target: str) -> dict:
+def path_stats(graph, target: str) -> dict:
     """vertex -> (number of paths to target, total number of edges over those paths), without listing them."""
+    import networkx as nx  # only the paths method needs it: loading a model must not
     stats = {target: (1, 0)}
     for v in reversed(list(nx.topological_sort(graph.subgraph(nx.ancestors(graph, target) | {target})))):
         if v != target:
@@ -42,18 +42,19 @@ def path_stats(graph: nx.MultiDiGraph, target: str) -> dict:
     return stats
 
 
-def count_paths(graph: nx.MultiDiGraph, source: str, target: str) -> int:
+def count_paths(graph, source: str, target: str) -> int:
     """Number of distinct edge paths source -> target."""
     return path_stats(graph, target).get(source, (0, 0))[0]
 
 
-def all_paths(graph: nx.MultiDiGraph, source: str, target: str, limit: int = PATH_LIMIT):
+def all_paths(graph, source: str, target: str, limit: int = PATH_LIMIT):
     """Every path as a list of edges (u, v, argument position)."""
     n = count_paths(graph, source, target)
     if n > limit:
         raise GraphDefError(
             f"{n:,} paths lead from '{source}' to '{target}' (limit {limit:,}): the path sum grows "
             "exponentially with depth; use method reverse, which is linear")
+    import networkx as nx
     return [list(p) for p in nx.all_simple_edge_paths(graph, source, target)] if source != target else [[]]
 
 

@@ -10,6 +10,7 @@ run code, and cannot ask for a huge value.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 
@@ -28,15 +29,21 @@ class ExpressionError(ValueError):
     """An attribute expression that cannot be computed."""
 
 
-def names(text: str) -> set | None:
+def names(text: str) -> frozenset | None:
     """The names an expression reads (None: the string is not an expression, just text)."""
     if not isinstance(text, str) or len(text) > MAX_LENGTH:
         return None
+    return _names(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(text: str) -> frozenset | None:
+    """names() of a string, parsed once: a function called a thousand times has the same strings every time."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError):
         return None
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_CALLS)
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)) - set(_CALLS)
 
 
 def substitute(value, scope: dict):

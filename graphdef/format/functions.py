@@ -20,6 +20,7 @@ from ..errors import GraphDefError, Problem, did_you_mean
 from .expressions import ExpressionError, evaluate, substitute
 from .initializers import ALIASES, INITIALIZERS
 from .library import Function, Reader, included, standard_library
+from ..ops import OPS
 from ..ops.registry import bind_attrs
 from .source import BROKEN, LIMITS, Limits, Source
 
@@ -44,11 +45,12 @@ def expand(source: Source, limits: Limits = LIMITS, allow_outside: bool = False)
     problems of the calls that could not be expanded: each of those is left BROKEN, so that the
     loader still checks every other vertex. Includes must sit in the model's folder (or below)
     unless `allow_outside`; the expansion stops as soon as it passes limits.max_vertices."""
-    doc = source.data
     base = Path(source.file).resolve().parent if source.file else Path.cwd().resolve()
-    functions = {**standard_library(), **included(source, Reader(base, allow_outside, limits))}
-    if not any(spec is not BROKEN and (spec["op"] in functions or spec["op"] == "repeat")
-               for spec in (doc.get("nodes") or {}).values()):
+    functions = included(source, Reader(base, allow_outside, limits))
+    ops = {spec["op"] for spec in (source.data.get("nodes") or {}).values() if spec is not BROKEN}
+    if ops - OPS.keys() - functions.keys():  # a call of the standard library (or an unknown op): read it
+        functions = {**standard_library(), **functions}
+    if not ops & (functions.keys() | {"repeat"}):
         return source, []
     _check_size(source, functions, limits)
     expander = _Expander(source, functions, limits)

@@ -17,7 +17,6 @@ import zlib
 from pathlib import Path
 from types import MappingProxyType
 
-import networkx as nx
 import numpy as np
 
 from . import schema
@@ -136,11 +135,13 @@ class _Loader:
     def __init__(self, source: Source, seed: int, allow_outside: bool, limits: Limits, problems: list):
         self.source, self.doc, self.limits = source, source.data, limits
         self.dtype = np.dtype(self.doc.get("dtype", "float64"))
+        self.float = self.dtype.name  # read once: numpy works the name out on every access
         self.rng = np.random.default_rng(seed)
-        self.graph = nx.MultiDiGraph()
+        self.vertices = {}  # name -> its attributes (kind, shape, op, args...), in the file's order
         self.problems = list(problems)  # found before (schema, calls): their vertices are BROKEN
         self.broken = set()  # vertices with a problem: the others are still checked, these no further
         self.updated = {}  # state vertex -> the node whose op updates it
+        self.defaults = {}  # op name -> its attributes bound with every default, shared by the nodes giving none
         self.weights = _Weights(source, allow_outside, limits, self.error) if "weights" in self.doc else None
 
     def error(self, path: tuple, message: str, hint: str | None = None):
@@ -154,27 +155,29 @@ class _Loader:
         self._declare()
         self._connect()
         self._check_targets()
-        if self._acyclic():
-            self._infer_shapes()
+        order = self._ordered()
+        if order is not None:
+            self._infer_shapes(order)
         self._check_sizes()
         if self.problems:
             raise GraphDefError(sorted(self.problems, key=lambda p: (p.line or 0, p.column or 0)))
-        return Model(self._frozen(), doc, self.source)
+        return Model(self._frozen(order), doc, self.source)
 
-    def _frozen(self) -> Graph:
+    def _frozen(self, order: list) -> Graph:
         """The checked graph as records: nothing after the loader changes it."""
-        return Graph(Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
-                            MappingProxyType(v.get("attrs", {})), v.get("value"), v.get("dtype") or self.dtype.name,
-                            *v["position"][:2], v.get("call"), v.get("init"))
-                     for n, v in self.graph.nodes(data=True))
+        return Graph((Vertex(n, v["kind"], v.get("shape"), v.get("op"), v.get("args", ()),
+                             MappingProxyType(v.get("attrs", {})), v.get("value"), v.get("dtype") or self.float,
+                             *v["position"][:2], v.get("call"), v.get("init"))
+                      for n, v in self.vertices.items()), order)
 
     # -- vertices -------------------------------------------------------------
 
     def _declare(self):
         for section, kind in SECTIONS.items():
+            declare = getattr(self, f"_{kind}")
             for name, spec in (self.doc.get(section) or {}).items():
-                if name in self.graph:
-                    first = self.graph.nodes[name]
+                if name in self.vertices:
+                    first = self.vertices[name]
                     self.error((section, name), f"'{name}' is already defined as {first['kind']} "
                                f"(line {first['position'][0]})", "give each input, parameter, constant and node its "
                                "own name")
@@ -182,10 +185,11 @@ class _Loader:
                 position = self.source.positions.get((section, name), (None, None))
                 if spec is BROKEN:
                     self.broken.add(name)
-                    self.graph.add_node(name, kind=kind, shape=None, op=None, attrs={}, args=(), position=position)
+                    self.vertices[name] = {"kind": kind, "shape": None, "op": None, "attrs": {}, "args": (),
+                                           "position": position}
                     continue
-                self.graph.add_node(name, kind=kind, position=position, call=self.source.members.get(name),
-                                    **getattr(self, f"_{kind}")(name, spec))
+                self.vertices[name] = {"kind": kind, "position": position, "call": self.source.members.get(name),
+                                       **declare(name, spec)}
 
     def _one_vertex_per_output(self):
         """A node of an op with several outputs becomes one vertex per output: NODE computes output 0,
@@ -229,7 +233,7 @@ class _Loader:
 
     def _dtype(self, declared: str | None) -> str:
         """A declared dtype (float, int64, bool) as numpy names it; float is the model's float type."""
-        return self.dtype.name if declared in (None, "float") else declared
+        return self.float if declared in (None, "float") else declared
 
     def _state(self, name, spec):
         return self._parameter(name, spec, "state")
@@ -262,7 +266,7 @@ class _Loader:
         return None if value is None else value.astype(self.dtype, copy=False)
 
     def _constant(self, name, spec):
-        path, dtype = ("constants", name), self.dtype.name
+        path, dtype = ("constants", name), self.float
         if isinstance(spec, dict):
             spec, dtype, path = spec["value"], self._dtype(spec.get("dtype")), path + ("value",)
         value = self._array(path, spec, dtype)
@@ -297,38 +301,37 @@ class _Loader:
     # -- edges and op checks ------------------------------------------------------
 
     def _connect(self):
-        names = [n for n in self.graph if self.graph.nodes[n]["kind"] != "literal"]
+        names = [n for n, v in self.vertices.items() if v["kind"] != "literal"]
         for name, spec in (self.doc.get("nodes") or {}).items():
             path = ("nodes", name)
-            if spec is BROKEN or self.graph.nodes[name].get("kind") != "node":
+            if spec is BROKEN or self.vertices[name].get("kind") != "node":
                 continue  # reported already: a duplicate name, or a vertex with problems
             args = []
             for i, ref in enumerate(spec["inputs"]):
                 if not isinstance(ref, str):
                     ref = self._literal(name, i, ref)
-                elif ref not in self.graph:
+                elif ref not in self.vertices:
                     self.error(path + ("inputs", i), f"undefined reference '{ref}'",
                                did_you_mean(ref, names) or "define it under inputs, parameters, constants or nodes")
                     continue
-                self.graph.add_edge(ref, name, key=i, arg=i)
                 args.append(ref)
-            self.graph.nodes[name]["args"] = tuple(args)
+            self.vertices[name]["args"] = tuple(args)
             op = self._op(path, spec)
             if op is not None:
-                self.graph.nodes[name]["attrs"] = self._attrs(path, op, spec)
+                self.vertices[name]["attrs"] = self._attrs(path, op, spec)
                 self._check_state(path, op, args)
 
     def _check_state(self, path, op, args):
         """An op's state inputs (running statistics) are state, updated by its training steps: a parameter
         there would be trained by gradients instead, and never updated."""
         for position in op.state:
-            if position < len(args) and self.graph.nodes[args[position]]["kind"] == "state":
+            if position < len(args) and self.vertices[args[position]]["kind"] == "state":
                 owner = self.updated.setdefault(args[position], path[1])
                 if owner != path[1] or args.index(args[position]) != position:
                     self.error(path + ("inputs", position), f"state '{args[position]}' would be updated twice (by "
                                f"'{owner}' and as input '{op.args[position]}' of '{path[1]}'), the last update "
                                "silently winning", "give each running statistic its own state vertex")
-            if position < len(args) and self.graph.nodes[args[position]]["kind"] == "parameter":
+            if position < len(args) and self.vertices[args[position]]["kind"] == "parameter":
                 self.error(path + ("inputs", position), f"'{args[position]}' is a parameter, but input "
                            f"'{op.args[position]}' of {op.name} is state (updated by training steps, not by gradients)",
                            f"declare '{args[position]}' under `state:` instead of `parameters:`")
@@ -337,8 +340,8 @@ class _Loader:
         name = f"{node}[{i}]"
         position = self.source.positions.get(("nodes", node, "inputs", i), (None, None))
         value = self._array(("nodes", node, "inputs", i), value)
-        self.graph.add_node(name, kind="literal", position=position, call=self.source.members.get(node),
-                            value=value, shape=None if value is None else value.shape)  # a list's own shape
+        self.vertices[name] = {"kind": "literal", "position": position, "call": self.source.members.get(node),
+                               "value": value, "shape": None if value is None else value.shape}  # a list's own shape
         return name
 
     def _op(self, path, spec):
@@ -352,51 +355,60 @@ class _Loader:
         return op
 
     def _attrs(self, path, op, spec) -> dict:
-        """The node's attributes, checked, with defaults filled in so every rule sees every one."""
+        """The node's attributes, checked, with defaults filled in so every rule sees every one; bound once
+        per op for the nodes that give none (most nodes of a large model)."""
         given = {k: v for k, v in spec.items() if k not in NODE_KEYS and not (op.outputs and k == "output")}
-        values, problems = bind_attrs(f"op '{op.name}'", op.attrs, given, op.signature())
-        for key, message, hint in problems:
-            self.error(path + ((key,) if key else ()), message, hint)
-        return op.bind(values) | ({"output": spec["output"]} if op.outputs else {})
+        attrs = None if given else self.defaults.get(op.name)
+        if attrs is None:
+            values, problems = bind_attrs(f"op '{op.name}'", op.attrs, given, op.signature())
+            for key, message, hint in problems:
+                self.error(path + ((key,) if key else ()), message, hint)
+            attrs = op.bind(values)
+            if not given and not problems:
+                self.defaults[op.name] = attrs
+        return (attrs | {"output": spec["output"]}) if op.outputs else attrs
 
     def _check_targets(self):
         for i, name in enumerate(self.doc["outputs"]):
-            if name not in self.graph:
-                self.error(("outputs", i), f"undefined output '{name}'", did_you_mean(name, self.graph))
+            if name not in self.vertices:
+                self.error(("outputs", i), f"undefined output '{name}'", did_you_mean(name, self.vertices))
         loss = self.doc.get("loss")
-        if loss is not None and loss not in self.graph:
-            self.error(("loss",), f"undefined loss '{loss}'", did_you_mean(loss, self.graph))
+        if loss is not None and loss not in self.vertices:
+            self.error(("loss",), f"undefined loss '{loss}'", did_you_mean(loss, self.vertices))
 
     # -- whole-graph checks ---------------------------------------------------------
 
-    def _acyclic(self) -> bool:
-        """Report every cycle; shapes can only be inferred without one."""
-        acyclic = True
-        for component in nx.strongly_connected_components(self.graph):
-            first = next(iter(component))
-            if len(component) > 1 or self.graph.has_edge(first, first):
-                acyclic = False
-                cycle = [u for u, *_ in nx.find_cycle(self.graph.subgraph(component))]
-                self.error(("nodes", cycle[0], "inputs"), "cycle: " + " -> ".join(cycle + cycle[:1]),
-                           "a node cannot depend on itself; break the cycle")
-        return acyclic
+    def _ordered(self) -> list | None:
+        """The vertices in an order where each comes after its inputs; None (and every cycle reported) when
+        there is a cycle: shapes can only be inferred without one."""
+        inputs = {name: v.get("args", ()) for name, v in self.vertices.items()}
+        order = topological_order(inputs)
+        if len(order) == len(inputs):
+            return order
+        ordered = set(order)
+        for cycle in _cycles({name: args for name, args in inputs.items() if name not in ordered}):
+            self.error(("nodes", cycle[0], "inputs"), "cycle: " + " -> ".join(cycle + cycle[:1]),
+                       "a node cannot depend on itself; break the cycle")
+        return None
 
-    def _infer_shapes(self):
-        """Every node's static shape; a broken vertex has none (unknown), so its users are still checked."""
-        for name in topological_order(self.graph):
-            v = self.graph.nodes[name]
+    def _infer_shapes(self, order: list):
+        """Every node's static dtype and shape; a broken vertex has none (unknown), so its users are still
+        checked. The rules are pure functions of the attributes and the inputs' dtypes and shapes: a node
+        like one before it (most nodes of a large model) takes the same result without asking them again."""
+        known = {}  # (op, the attributes' id: shared by nodes giving none, input dtypes, input shapes) -> result
+        for name in order:
+            v = self.vertices[name]
             if v["kind"] != "node" or name in self.broken:
                 continue
-            shapes = [self.graph.nodes[a]["shape"] for a in v["args"]]
-            if not self._infer_dtype(name, v):
-                continue
-            try:
-                v["shape"] = v["op"].shape(*shapes, **v["attrs"])
-            except (ValueError, TypeError, IndexError, ArithmeticError, KeyError) as e:
-                v["shape"] = None
-                given = ", ".join(f"{a} {show_shape(s)}" for a, s in zip(v["args"], shapes))
-                self.error(("nodes", name), f"{e}", f"inputs: {given}")
-        loss = self.graph.nodes[self.doc["loss"]] if self.doc.get("loss") in self.graph else {}
+            args = [self.vertices[a] for a in v["args"]]
+            dtypes = tuple([a.get("dtype") or self.float for a in args])
+            shapes = tuple([a["shape"] for a in args])
+            key = (v["op"].name, id(v["attrs"]), dtypes, shapes)
+            if key in known:
+                v["dtype"], v["shape"] = known[key]
+            elif self._infer(name, v, dtypes, shapes):
+                known[key] = v["dtype"], v["shape"]
+        loss = self.vertices[self.doc["loss"]] if self.doc.get("loss") in self.vertices else {}
         shape = loss.get("shape")
         if not (loss.get("dtype") or "float").startswith("float"):
             self.error(("loss",), f"loss '{self.doc['loss']}' holds {loss['dtype']} values, which have no gradient",
@@ -405,12 +417,11 @@ class _Loader:
             self.error(("loss",), f"loss '{self.doc['loss']}' must be a scalar, its shape is {show_shape(shape)}",
                        "reduce it with sum or mean")
 
-    def _infer_dtype(self, name: str, v: dict) -> bool:
-        """The node's dtype from its op's dtype rule; False (and a problem) when its inputs' dtypes do not fit."""
-        dtypes = [self.graph.nodes[a].get("dtype") or self.dtype.name for a in v["args"]]
+    def _infer(self, name: str, v: dict, dtypes: tuple, shapes: tuple) -> bool:
+        """The node's dtype and shape (a tuple) from its op's rules; False, and a problem, when its inputs do
+        not fit them."""
         try:
             v["dtype"] = v["op"].dtype(*dtypes, **v["attrs"])
-            return True
         except DTypeError as e:
             v["shape"] = None
             given = ", ".join(f"{a} ({d})" for a, d in zip(v["args"], dtypes))
@@ -418,12 +429,21 @@ class _Loader:
                        f"inputs: {given}; integers feed indexing (gather, embedding), labels and shape ops, "
                        "floats everything else")
             return False
+        try:
+            shape = v["op"].shape(*shapes, **v["attrs"])
+            v["shape"] = None if shape is None else tuple(shape)
+            return True
+        except (ValueError, TypeError, IndexError, ArithmeticError, KeyError) as e:
+            v["shape"] = None
+            given = ", ".join(f"{a} {show_shape(s)}" for a, s in zip(v["args"], shapes))
+            self.error(("nodes", name), f"{e}", f"inputs: {given}")
+            return False
 
     def _check_sizes(self):
         """No value may have more than MAX_RANK dimensions or max_tensor_values numbers (its known sizes'
         product): an op broadcasting to 60000 x 60000 is refused here, not when it runs out of memory."""
         sections = {kind: section for section, kind in SECTIONS.items()}
-        for name, v in self.graph.nodes(data=True):
+        for name, v in self.vertices.items():
             shape = v.get("shape")
             if shape is None or v["kind"] == "literal":
                 continue
@@ -435,6 +455,23 @@ class _Loader:
             elif values > self.limits.max_tensor_values:
                 self.error(path, f"'{name}' would hold {values:,} values ({show_shape(shape)}), more than "
                            f"{self.limits.max_tensor_values:,}", self.limits.exceeded("max_tensor_values"))
+
+
+def _cycles(inputs: dict) -> list[list]:
+    """One cycle (a list of vertices) per group of vertices that depend on each other, among `inputs` (vertex
+    -> the vertices it reads): the vertices Kahn's algorithm could not order. Only a model with a cycle
+    gets here, so only it imports networkx."""
+    import networkx as nx
+
+    graph = nx.MultiDiGraph()
+    graph.add_nodes_from(inputs)
+    graph.add_edges_from((u, name) for name, args in inputs.items() for u in args if u in inputs)
+    cycles = []
+    for component in nx.strongly_connected_components(graph):
+        first = next(iter(component))
+        if len(component) > 1 or graph.has_edge(first, first):
+            cycles.append([u for u, *_ in nx.find_cycle(graph.subgraph(component))])
+    return cycles
 
 
 def _output_count(op, spec: dict) -> int:

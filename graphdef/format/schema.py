@@ -7,11 +7,13 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-
-import jsonschema
+from typing import TYPE_CHECKING
 
 from ..errors import Problem, did_you_mean
 from .source import Source
+
+if TYPE_CHECKING:  # for the annotations only: jsonschema is imported where it is used
+    import jsonschema
 
 SCHEMA_NAME = "graphdef-1.schema.json"
 
@@ -34,8 +36,11 @@ def _validator(root: str | None) -> jsonschema.Draft202012Validator:
     """The schema's validator, for a model (root None) or for one of its definitions (e.g. 'library').
 
     References are inlined first (all but recursive ones): it validates the same documents,
-    twice as fast, which matters for models of thousands of vertices.
+    twice as fast, which matters for models of thousands of vertices. jsonschema is imported here, when
+    the first document is validated: reading the schema (`graphdef schema`, saving a model) needs none of it.
     """
+    import jsonschema
+
     full = schema()
     root_schema = full if root is None else {"$defs": full["$defs"], "$ref": f"#/$defs/{root}"}
     return jsonschema.Draft202012Validator(_inline(root_schema, full["$defs"]))
@@ -132,18 +137,23 @@ def _at(value, path: tuple):
 
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
-SCALARS = (int, float, str, bool, type(None))
+ATTRIBUTE_VALUES = (int, float, str, bool, type(None), list)  # what a plain node's attributes may hold
 
 
 def plain_node(name, node) -> bool:
-    """True only for a node the schema's `node` definition surely accepts (checked against jsonschema by a test)."""
-    return (isinstance(name, str) and NAME.fullmatch(name) is not None and isinstance(node, dict)
+    """True only for a node the schema's `node` definition surely accepts (checked against jsonschema by a test).
+    Written as loops: it runs once per node, and a large model has a million."""
+    if not (isinstance(name, str) and NAME.fullmatch(name) and isinstance(node, dict)
             and isinstance(node.get("op"), str) and isinstance(node.get("inputs"), list)
-            and all(isinstance(i, str) and NAME.fullmatch(i) or isinstance(i, (int, float)) and not isinstance(i, bool)
-                    for i in node["inputs"])
-            and isinstance(node.get("description", ""), str) and "parameters" not in node
-            and all(isinstance(v, SCALARS) or isinstance(v, list) for k, v in node.items()
-                    if k not in ("op", "inputs", "description")))
+            and isinstance(node.get("description", ""), str) and "parameters" not in node):
+        return False
+    for i in node["inputs"]:
+        if not (isinstance(i, str) and NAME.fullmatch(i) or isinstance(i, (int, float)) and not isinstance(i, bool)):
+            return False
+    for key, value in node.items():
+        if key not in ("op", "inputs", "description") and not isinstance(value, ATTRIBUTE_VALUES):
+            return False
+    return True
 
 
 def _explain(error, source: Source):

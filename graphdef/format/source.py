@@ -6,6 +6,7 @@ alongside a map from document path to position.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import stat
@@ -13,13 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from yaml import MappingNode, ScalarNode, SequenceNode
 
 from ..errors import GraphDefError, Problem, clip
 
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 5x faster
 C_SAFE_DEPTH = 1000  # libyaml's composer recurses in C: deeper documents go to the pure-Python one, which stops cleanly
 STR_TAG = "tag:yaml.org,2002:str"
-PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+PLAIN_TAGS = SCALAR_TAGS | {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+FLATTENED_TAGS = {"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}  # keys flatten_mapping rewrites: <<, =
+BRACKET_STEPS = {"[": 1, "{": 1, "]": -1, "}": -1}
 VERTEX_SECTIONS = ("inputs", "parameters", "state", "constants", "nodes")
 MAX_RANK = 32  # dimensions of any value (numpy stops at 64; no model needs more than a handful)
 
@@ -163,8 +168,10 @@ def decode(data: bytes, file: str | None) -> str:
 def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source:
     """Parse YAML text into a Source; syntax errors, unsafe tags, duplicate keys and limits raise.
 
-    Every limit is checked on the composed node tree, before any value is built: the work that
-    follows (building, schema validation, expansion) only ever sees a document within the limits."""
+    The work that follows (building, schema validation, expansion) only ever sees a document within the
+    limits. A text with anchors is measured on the composed node tree before any value is built (its
+    aliases may repeat nodes a billion times); one without is counted as it is built, in time linear in
+    its length."""
     bound = _nesting_bound(text)
     if bound >= C_SAFE_DEPTH and bound > limits.max_depth:  # refuse before any parser recurses into it
         raise GraphDefError(Problem(f"document nests deeper than {limits.max_depth} levels", file,
@@ -176,9 +183,10 @@ def parse(text: str, file: str | None = None, limits: Limits = LIMITS) -> Source
         if root is None:
             raise GraphDefError(Problem("the file is empty", file, hint="a model starts with `graphdef: 1`"))
         _check_vertices(root, limits, file)
-        if "&" in text or 4 * len(text) > limits.max_values or bound > limits.max_depth:
-            _check_size(root, limits, file)  # else the text is too short to hold max_values values
-        builder = _Builder(loader, source)
+        if "&" in text:
+            _check_size(root, limits, file)
+        builder = _Builder(loader, source, text, limits)
+        source.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
         source.data = builder.build(root, ())
     except RecursionError:
         raise GraphDefError(Problem("document is nested too deeply", file, hint="flatten the YAML")) from None
@@ -217,22 +225,20 @@ def too_many_vertices(count: int, limits: Limits, file) -> GraphDefError:
 
 def _check_vertices(root, limits: Limits, file) -> None:
     """Refuse a model with too many vertices as soon as its tree is composed, before building them."""
-    if not isinstance(root, yaml.MappingNode):
+    if not isinstance(root, MappingNode):
         return
     count = sum(len(value.value) for key, value in root.value
-                if isinstance(value, yaml.MappingNode) and key.value in VERTEX_SECTIONS)
+                if isinstance(value, MappingNode) and key.value in VERTEX_SECTIONS)
     if count > limits.max_vertices:
         raise too_many_vertices(count, limits, file)
 
 
 def _nesting_bound(text: str) -> int:
-    """An upper bound of the document's nesting: bracket depth plus the deepest indentation (cheap)."""
-    depth = worst = 0
-    for match in re.finditer(r"[\[\]{}]", text):
-        depth += 1 if match.group() in "[{" else -1
-        worst = max(worst, depth)
-    indent = max((len(m.group()) for m in re.finditer(r"^[ \t-]*", text, re.M)), default=0)
-    return worst + indent
+    """An upper bound of the document's nesting: bracket depth plus the deepest indentation (cheap: the
+    brackets are picked out and summed, and the indentations measured, by loops in C)."""
+    brackets = re.sub(r"[^\[\]{}]+", "", text)
+    worst = max(itertools.accumulate(map(BRACKET_STEPS.__getitem__, brackets), initial=0))
+    return worst + max(map(len, re.findall(r"^[ \t-]*", text, re.M)), default=0)
 
 
 def _check_size(root, limits: Limits, file) -> None:
@@ -246,18 +252,15 @@ def _check_size(root, limits: Limits, file) -> None:
         mark = node.start_mark
         where = (file, mark.line + 1, mark.column + 1)
         if depth > limits.max_depth:
-            raise GraphDefError(Problem(f"document nests deeper than {limits.max_depth} levels", *where,
-                                        hint=limits.exceeded("max_depth")))
+            raise _too_deep(limits, where)
         if id(node) in open_nodes:
             raise GraphDefError(Problem("a YAML alias refers to itself", *where, hint="remove the recursive alias"))
         open_nodes.add(id(node))
-        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else \
-            node.value if isinstance(node, yaml.SequenceNode) else []
+        children = [c for pair in node.value for c in pair] if isinstance(node, MappingNode) else \
+            node.value if isinstance(node, SequenceNode) else []
         total = 1 + sum(size(child, depth + 1) for child in children)
         if total > limits.max_values:
-            raise GraphDefError(Problem(f"document expands to more than {limits.max_values:,} values "
-                                        "(YAML aliases repeat what they refer to)", *where,
-                                        hint=limits.exceeded("max_values")))
+            raise _too_many(limits, where)
         open_nodes.discard(id(node))
         sizes[id(node)] = total
         return total
@@ -265,51 +268,107 @@ def _check_size(root, limits: Limits, file) -> None:
     size(root, 0)
 
 
-class _Builder:
-    """Plain data from the node tree. A node used again through an alias is built once and copied:
-    a small file of aliases costs its expanded size in copying, not in building and positions."""
+def _too_deep(limits: Limits, where: tuple) -> GraphDefError:
+    return GraphDefError(Problem(f"document nests deeper than {limits.max_depth} levels", *where,
+                                 hint=limits.exceeded("max_depth")))
 
-    def __init__(self, loader, source: Source):
-        self.loader, self.source = loader, source
+
+def _too_many(limits: Limits, where: tuple) -> GraphDefError:
+    return GraphDefError(Problem(f"document expands to more than {limits.max_values:,} values (YAML aliases "
+                                 "repeat what they refer to)", *where, hint=limits.exceeded("max_values")))
+
+
+class _Builder:
+    """Plain data from the node tree, each value's position recorded as it is built. With anchors in the
+    text, a node used again through an alias is built once and copied: a small file of aliases costs its
+    expanded size in copying, not in building and positions. Without, the values and the nesting are
+    counted against the limits here. Scalars other than strings are built by their tag's constructor
+    once per distinct (tag, text): a model repeats its numbers, booleans and nulls."""
+
+    def __init__(self, loader, source: Source, text: str, limits: Limits):
+        self.loader, self.source, self.positions, self.limits = loader, source, source.positions, limits
         self.problems: list[Problem] = []
-        self.built = {}  # id(node) -> its value, for nodes an alias may repeat
+        self.built = {} if "&" in text else None  # id(node) -> its value, when an alias may repeat a node
+        self.merging = "<<" in text or "=" in text or "!" in text  # else no key is a merge (<<) or value (=) key
+        self.scalars = {}  # (tag, text) -> value
+        self.values = 1  # the root; then each container's entries (keys and values), as it is entered
 
     def build(self, node, path: tuple):
-        if node is None:
-            return None
-        self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if type(node) is ScalarNode and node.tag in SCALAR_TAGS:  # immutable: shared, never copied
+            return node.value if node.tag == STR_TAG else self._scalar(node)
+        if self.built is None:
+            return self._collection(node, path)
         if id(node) in self.built:
             return _copy(self.built[id(node)])
-        value = self.built[id(node)] = self._value(node, path)
+        value = self.built[id(node)] = self._collection(node, path)
         return value
 
-    def _value(self, node, path: tuple):
-        if node.tag not in PLAIN_TAGS:
-            raise yaml.MarkedYAMLError(problem=f"tag '{node.tag}' is not allowed: graphdef reads plain YAML only",
+    def _collection(self, node, path: tuple):
+        tag = node.tag
+        if tag not in PLAIN_TAGS:
+            raise yaml.MarkedYAMLError(problem=f"tag '{tag}' is not allowed: graphdef reads plain YAML only",
                                        problem_mark=node.start_mark)
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, MappingNode):
             return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        return node.value if node.tag == STR_TAG else self.loader.construct_object(node)
+        if isinstance(node, SequenceNode):
+            return self._sequence(node, path)
+        return self.loader.construct_object(node)  # a scalar tagged !!map or !!seq: PyYAML says what is wrong
+
+    def _scalar(self, node):
+        """What construct_object makes of a scalar with a safe tag other than str."""
+        try:
+            return self.scalars[node.tag, node.value]
+        except KeyError:
+            value = self.scalars[node.tag, node.value] = self.loader.yaml_constructors[node.tag](self.loader, node)
+            return value
+
+    def _count(self, node, path: tuple, entries: int) -> None:
+        """Refuse a container whose entries pass max_values or max_depth (a text with aliases was measured
+        before it was built)."""
+        if self.built is not None or not entries:
+            return
+        self.values += entries
+        if self.values > self.limits.max_values:
+            raise _too_many(self.limits, (self.source.file, node.start_mark.line + 1, node.start_mark.column + 1))
+        if len(path) >= self.limits.max_depth:
+            first = node.value[0][0] if isinstance(node, MappingNode) else node.value[0]
+            raise _too_deep(self.limits, (self.source.file, first.start_mark.line + 1, first.start_mark.column + 1))
+
+    def _sequence(self, node, path: tuple) -> list:
+        self._count(node, path, len(node.value))
+        out, positions, build = [], self.positions, self.build
+        for i, item in enumerate(node.value):
+            here, mark = path + (i,), item.start_mark
+            positions[here] = (mark.line + 1, mark.column + 1)
+            out.append(build(item, here))
+        return out
 
     def _mapping(self, node, path: tuple) -> dict:
-        self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        out = {}
+        if self.merging and any(key_node.tag in FLATTENED_TAGS for key_node, _ in node.value):
+            self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        self._count(node, path, 2 * len(node.value))
+        out, positions, build = {}, self.positions, self.build
         for key_node, value_node in node.value:
-            key = self.loader.construct_object(key_node)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise GraphDefError(self.source.problem(path, "mapping keys must be plain scalars"))
+            plain = type(key_node) is ScalarNode and key_node.tag == STR_TAG
+            key = key_node.value if plain else self._key(key_node, path)
+            here, mark = path + (key,), key_node.start_mark
             if key in out:
-                first = self.source.positions.get(path + (key,), ("?",))[0]
-                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                first = positions.get(here, ("?",))[0]
                 self.problems.append(Problem(f"duplicate key '{key}' (first defined on line {first})",
-                                             self.source.file, line, col, format_path(path + (key,)),
+                                             self.source.file, mark.line + 1, mark.column + 1, format_path(here),
                                              "keep only one of them"))
                 continue
-            self.source.positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = self.build(value_node, path + (key,))
+            positions[here] = (mark.line + 1, mark.column + 1)
+            out[key] = build(value_node, here)
         return out
+
+    def _key(self, node, path: tuple):
+        """A key other than a plain string: a number, a boolean or null (PyYAML builds it)."""
+        scalar = type(node) is ScalarNode and node.tag in SCALAR_TAGS
+        key = self._scalar(node) if scalar else self.loader.construct_object(node)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise GraphDefError(self.source.problem(path, "mapping keys must be plain scalars"))
+        return key
 
 
 def _copy(value):

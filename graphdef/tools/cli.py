@@ -4,8 +4,11 @@ main(argv, stdout, stderr) -> exit code: 0 success, 1 invalid model or data (or 
 cannot be written), 2 usage error, 130 interrupted. Nothing a user does shows a traceback:
 an unexpected exception becomes a two-line report (GRAPHDEF_DEBUG=1 adds the traceback).
 
-Each command is a row of COMMANDS (name, function, help, arguments), built into an argparse
-parser by _build_parser; its cmd_* function calls the API and prints the result.
+Each command is a row of the command table (name, function, help, arguments), built into an
+argparse parser by _build_parser; its cmd_* function calls the API and prints the result.
+Modules are imported where they are used, so a command imports only what it needs:
+`graphdef --version` none of graphdef's, `graphdef validate` the loader but not the training
+loop, graphviz or ONNX.
 """
 from __future__ import annotations
 
@@ -22,28 +25,10 @@ import traceback
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-import numpy as np
-import yaml
-
-from . import draw
-from .. import __version__, evaluate, load, predict, train
-from ..engine.model import METHODS
+from .. import __version__
 from ..errors import GraphDefError, Problem, did_you_mean
-from ..format.data import read_arrays
-from ..format.functions import REPEAT_DOC, REPEAT_SIGNATURE
-from ..format.library import standard_library
-from ..format.schema import schema_text
-from ..format.serialize import atomic_write, save
-from ..format.source import Limits
-from ..ops import OPS
-from ..training.config import check_overrides
-from ..training.datasets import BUILTIN
-from ..training.optimizers import DEFAULTS as OPTIMIZERS
-from ..training.plot import plot_run
-from ..training.tables import prediction_columns, to_csv
-from .explain import cost, diamond_table, explain_paths, explain_sweep
-from .summary import VERTEX_COLUMNS, step_table, summary
 
+VERSION = f"graphdef {__version__}"
 DEBUG_VARIABLE = "GRAPHDEF_DEBUG"
 SHOWN_CHARACTERS = 300  # of an unexpected error's message: one screen, not a dump
 PLUGIN_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -163,6 +148,9 @@ def main(argv=None, stdout=None, stderr=None) -> int:
 
 def _dispatch(argv: list, out, err) -> int:
     """Parse the command line, import the plugins, run the command."""
+    if argv == ["--version"]:  # answered before the parser is built, which imports what the commands' options name
+        out.write(VERSION + "\n")
+        return 0
     parser = _build_parser(out)
     if not argv:
         parser.print_help()
@@ -254,6 +242,7 @@ def _import_plugins(modules: list) -> None:
 # -- commands ---------------------------------------------------------------------
 
 def cmd_validate(args, out, err):
+    from .summary import summary
     failed = 0
     for file in args.files:
         try:
@@ -268,6 +257,7 @@ def cmd_validate(args, out, err):
 
 
 def cmd_show(args, out, err):
+    from .summary import VERTEX_COLUMNS, summary
     s = summary(_load(args, args.model))
     _table(VERTEX_COLUMNS, s.rows, out)
     print(f"{s.name}: {s.vertices} vertices, {s.steps} steps, "
@@ -295,6 +285,7 @@ def cmd_grad(args, out, err):
         raise UsageError("--explain shows the backward sweep (--method reverse, the default) or every path "
                          "(--method paths); numeric differences have no steps to show")
     if args.explain:
+        from .explain import explain_paths, explain_sweep
         explain = explain_paths if args.method == "paths" else explain_sweep
         print(explain(model, _inputs(args), of=args.of, wrt=args.wrt), file=out)
         return
@@ -311,6 +302,7 @@ def cmd_grad(args, out, err):
 
 
 def cmd_draw(args, out, err):
+    from . import draw
     model = _load(args, args.model)
     inputs = _inputs(args) if args.at or args.inputs else None
     path = draw.write(draw.to_dot(model, inputs, args.of, args.max_nodes), args.output)
@@ -320,6 +312,7 @@ def cmd_draw(args, out, err):
 def cmd_cost(args, out, err):
     if (args.model is None) == (args.diamond is None):
         raise UsageError("give a MODEL, or --diamond DEPTH for the table of stacked diamonds")
+    from .explain import cost, diamond_table
     if args.diamond is not None:
         print(f"{'depth':>5} {'paths':>14} {'path-sum mult.':>16} {'sweep mult.':>12}", file=out)
         for depth, c in diamond_table(args.diamond):
@@ -331,6 +324,7 @@ def cmd_cost(args, out, err):
 
 
 def cmd_plan(args, out, err):
+    from .summary import step_table
     model = _load(args, args.model)
     plan = step_table(model, args.of, args.wrt)
     _table(plan.header, plan.rows, out)
@@ -348,6 +342,7 @@ def cmd_export(args, out, err):
 
 def cmd_import(args, out, err):
     from . import onnx
+    from ..format.serialize import save
     output = Path(args.output)
     if not output.name or (args.weights is not None and not Path(args.weights).name):
         raise UsageError("-o and --weights name files, such as -o imported/model.yaml")
@@ -361,6 +356,7 @@ def cmd_import(args, out, err):
 
 def cmd_conformance(args, out, err):
     from . import onnx
+    from ..format.serialize import atomic_write
     report = onnx.conformance()
     imported, total = onnx.imported_schemas()
     print(f"{report.summary()}; graphdef imports {len(imported)} of ONNX's {total} operator schemas", file=out)
@@ -371,12 +367,15 @@ def cmd_conformance(args, out, err):
 
 
 def cmd_plot(args, out, err):
+    from ..training.plot import plot_run
     print(f"wrote {plot_run(args.run_dir)}", file=err)
 
 
 def cmd_train(args, out, err):
     if (args.model is None) == (args.resume is None):
         raise UsageError("give a MODEL to train, or --resume RUN_DIR to continue a run (not both)")
+    from ..training import train
+    from ..training.config import check_overrides
     overrides = check_overrides({k: getattr(args, k) for k in ("epochs", "lr", "optimizer", "batch_size", "seed")})
     model = None if args.model is None else _load(args, args.model, seed=args.seed)
     history = train(model, args.data, run_dir=args.output, resume=args.resume, force=args.force, out=err,
@@ -390,6 +389,7 @@ def cmd_train(args, out, err):
 
 
 def cmd_eval(args, out, err):
+    from ..training import evaluate
     model = _load(args, args.model)
     _warn_untrained(model, args.model, "evaluating", err)
     result = evaluate(model, args.data)
@@ -400,6 +400,9 @@ def cmd_eval(args, out, err):
 
 
 def cmd_predict(args, out, err):
+    from ..format.serialize import atomic_write
+    from ..training import predict
+    from ..training.tables import prediction_columns, to_csv
     model = _load(args, args.model)
     _warn_untrained(model, args.model, "predicting with", err)
     columns = prediction_columns(predict(model, args.data))
@@ -411,7 +414,15 @@ def cmd_predict(args, out, err):
         out.write(text)
 
 
+def standard_library() -> dict:
+    """The standard library's functions, its module imported when `graphdef ops` lists them."""
+    from ..format.library import standard_library
+    return standard_library()
+
+
 def cmd_ops(args, out, err):
+    from ..format.functions import REPEAT_DOC, REPEAT_SIGNATURE
+    from ..ops import OPS
     print("primitive ops:", file=out)
     for op in sorted(OPS.values(), key=lambda o: o.name):
         print(f"  {op.signature()}\n      {op.doc}", file=out)
@@ -422,6 +433,7 @@ def cmd_ops(args, out, err):
 
 
 def cmd_schema(args, out, err):
+    from ..format.schema import schema_text
     out.write(schema_text())
 
 
@@ -429,6 +441,8 @@ def cmd_schema(args, out, err):
 
 def _load(args, path, **options):
     """graphdef.load with the limits, dtype and weights permission given on the command line."""
+    from ..format.loader import load
+    from ..format.source import Limits
     limits = {}
     for item in args.limit or []:
         name, _, value = item.partition("=")
@@ -440,6 +454,8 @@ def _load(args, path, **options):
 
 
 def _inputs(args) -> dict:
+    import yaml
+    from ..format.data import read_arrays
     values = read_arrays(args.inputs) if args.inputs else {}
     for item in args.at or []:
         name, sep, text = item.partition("=")
@@ -461,6 +477,7 @@ def _table(header: tuple, rows, out) -> None:
 
 def _fmt(value) -> str:
     """A number or array for reading; adding 0.0 turns -0.0 into 0 (a sign that only confuses)."""
+    import numpy as np
     value = np.asarray(value)
     if value.ndim == 0:
         return f"{float(value) + 0.0:.10g}"
@@ -478,7 +495,7 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic)):
+    if hasattr(value, "tolist"):  # numpy arrays and numbers
         return _plain(value.tolist())
     if isinstance(value, float):
         return value + 0.0 if math.isfinite(value) else None
@@ -515,7 +532,7 @@ class Command(NamedTuple):
     func: Callable  # (args, out, err) -> exit code or None
     help: str  # also the description of `graphdef NAME --help`
     arguments: tuple[Arg, ...] = ()
-    loads_models: bool = True  # takes LOAD_OPTIONS
+    loads_models: bool = True  # takes the options of loading (--limit, --allow-outside, --dtype)
 
 
 # Options of graphdef itself, given before the command.
@@ -527,13 +544,6 @@ GLOBAL_OPTIONS = (
 )
 
 # Arguments several commands share, defined once.
-LOAD_OPTIONS = (
-    arg("--limit", action="append", metavar="NAME=N",
-        help="raise a safety limit for a file you trust: " + ", ".join(Limits.__dataclass_fields__)),
-    arg("--allow-outside", "--allow-outside-weights", dest="allow_outside", action="store_true",
-        help="let a model read includes and its weights file outside its own folder"),
-    arg("--dtype", choices=["float32", "float64"], help="override the model's dtype"),
-)
 MODEL = arg("model", metavar="MODEL")
 JSON = arg("--json", action="store_true", help="print one JSON object (NaN and infinity as null)")
 AT = arg("--at", action="append", metavar="NAME=VALUE", help="an input value, a YAML literal")
@@ -542,96 +552,118 @@ AT_INPUTS_JSON = (MODEL.but(metavar="FILE"), AT, INPUTS, JSON)  # run and grad: 
 OF = arg("--of", metavar="NODE")
 WRT = arg("--wrt", nargs="+", metavar="NAME")
 OUTPUT = arg("-o", "--output")
-DATA_HELP = f"built-in data set ({', '.join(BUILTIN)}) or a .csv/.npz file"
 
-COMMANDS = (
-    Command("validate", cmd_validate, "check model files against the schema and the op rules",
-            (arg("files", nargs="+", metavar="FILE"),)),
-    Command("run", cmd_run, "evaluate a model's outputs", (
-        *AT_INPUTS_JSON,
-        arg("--check-numerics", action="store_true", help="stop at the first vertex producing NaN or infinity, naming it"),
-    )),
-    Command("grad", cmd_grad, "differentiate a model at given inputs", (
-        *AT_INPUTS_JSON,
-        arg("--no-check-numerics", dest="check_numerics", action="store_false",
-            help="do not stop at NaN or infinity (checked by default)"),
-        OF.but(help="vertex to differentiate (default: loss, else the output)"),
-        WRT.but(help="inputs/parameters (default: all)"),
-        arg("--method", choices=METHODS, default="reverse"),
-        arg("--explain", action="store_true",
-            help="show the backward sweep step by step (with --method paths: every path and its product)"),
-    )),
-    Command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges", (
-        MODEL, AT.but(help="an input value: show forward values"), INPUTS,
-        OF.but(help="also show ∂NODE/∂vertex on every vertex (needs input values)"),
-        OUTPUT.but(required=True, metavar="OUT", help="OUT.svg, .png, .pdf or .dot"),
-        arg("--max-nodes", type=int, default=draw.MAX_NODES, metavar="N",
-            help="collapse groups, then drop far vertices, above this many (default %(default)s)"),
-    )),
-    Command("cost", cmd_cost, "work of the path sum against the backward sweep", (
-        MODEL.but(nargs="?"), OF, WRT,
-        arg("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH"),
-    )),
-    Command("plan", cmd_plan, "the compiled execution plan: steps in order, and the generated code", (
-        MODEL, OF, WRT, arg("--code", action="store_true", help="print the generated forward-and-backward function"),
-    )),
-    Command("export", cmd_export, "export a model (trained weights too) to ONNX", (
-        MODEL, OUTPUT.but(required=True, metavar="OUT.onnx"),
-        arg("--opset", type=int, default=18, help="ONNX opset (13 or newer; default %(default)s)"),
-        arg("--with-loss", action="store_true",
-            help="also export the loss and the inputs it needs (the label); default: the inference graph"),
-    )),
-    Command("import", cmd_import, "import an ONNX model as graphdef YAML + weights", (
-        MODEL.but(metavar="MODEL.onnx"), OUTPUT.but(required=True, metavar="OUT.yaml"),
-        arg("--weights", metavar="WEIGHTS.npz", help="default: OUT.weights.npz beside OUT.yaml"),
-        arg("--name", help="the model's name (default: the file's)"),
-        arg("--loss", choices=["softmax_cross_entropy", "cross_entropy", "mse"],
-            help="add a target input `y` and this loss on the first output, so the model can be trained"),
-    ), loads_models=False),
-    Command("onnx-conformance", cmd_conformance, "run ONNX's own node test cases for the ops graphdef imports",
-            (arg("--report", metavar="FILE.md", help="also write the cases run, passed and skipped (with why)"),),
-            loads_models=False),
-    Command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)",
-            (arg("run_dir", metavar="RUN_DIR"),), loads_models=False),
-    Command("train", cmd_train, "train a model and save it in a run directory", (
-        MODEL.but(nargs="?"),
-        arg("--data", help=DATA_HELP + " (default: the model's training.data)"),
-        arg("--epochs", type=int, metavar="N"),
-        arg("--lr", type=float, metavar="X", help="learning rate"),
-        arg("--optimizer", choices=list(OPTIMIZERS), help="replaces the model's optimizer settings"),
-        arg("--batch-size", type=int, metavar="N"),
-        arg("--seed", type=int, metavar="N"),
-        OUTPUT.but(metavar="RUN_DIR", help="where to save (default: runs/NAME, never reused)"),
-        arg("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint"),
-        arg("--force", action="store_true", help="overwrite an existing run directory"),
-        JSON.but(help="print the history as one JSON object (NaN and infinity as null)"),
-        arg("--check-numerics", action="store_true",
-            help="check every batch for NaN or infinity, naming the vertex (slower)"),
-    )),
-    Command("eval", cmd_eval, "loss and metrics of a (trained) model", (
-        MODEL, arg("--data", help=DATA_HELP + " (default: the held-out split of its training data)"), JSON,
-    )),
-    Command("predict", cmd_predict, "predictions of a (trained) model, as CSV", (
-        MODEL, arg("--data", required=True, help=DATA_HELP),
-        OUTPUT.but(metavar="FILE.csv", help="write here instead of standard output"),
-    )),
-    Command("ops", cmd_ops, "list the registered ops and the standard library's functions", loads_models=False),
-    Command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from", (MODEL,)),
-    Command("schema", cmd_schema, "print the JSON Schema of the model format", loads_models=False),
-)
+
+def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
+    """The options of the commands that load models, and the command table. Their options name what other
+    modules define (limits, gradient methods, optimizers, data sets, the drawing's size), imported here:
+    building the parser needs them, `graphdef --version` does not."""
+    from . import draw
+    from ..engine.gradients import METHODS
+    from ..format.source import Limits
+    from ..training.datasets import BUILTIN
+    from ..training.optimizers import DEFAULTS as OPTIMIZERS
+
+    load_options = (
+        arg("--limit", action="append", metavar="NAME=N",
+            help="raise a safety limit for a file you trust: " + ", ".join(Limits.__dataclass_fields__)),
+        arg("--allow-outside", "--allow-outside-weights", dest="allow_outside", action="store_true",
+            help="let a model read includes and its weights file outside its own folder"),
+        arg("--dtype", choices=["float32", "float64"], help="override the model's dtype"),
+    )
+    data_help = f"built-in data set ({', '.join(BUILTIN)}) or a .csv/.npz file"
+
+    return load_options, (
+        Command("validate", cmd_validate, "check model files against the schema and the op rules",
+                (arg("files", nargs="+", metavar="FILE"),)),
+        Command("run", cmd_run, "evaluate a model's outputs", (
+            *AT_INPUTS_JSON,
+            arg("--check-numerics", action="store_true",
+                help="stop at the first vertex producing NaN or infinity, naming it"),
+        )),
+        Command("grad", cmd_grad, "differentiate a model at given inputs", (
+            *AT_INPUTS_JSON,
+            arg("--no-check-numerics", dest="check_numerics", action="store_false",
+                help="do not stop at NaN or infinity (checked by default)"),
+            OF.but(help="vertex to differentiate (default: loss, else the output)"),
+            WRT.but(help="inputs/parameters (default: all)"),
+            arg("--method", choices=METHODS, default="reverse"),
+            arg("--explain", action="store_true",
+                help="show the backward sweep step by step (with --method paths: every path and its product)"),
+        )),
+        Command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges", (
+            MODEL, AT.but(help="an input value: show forward values"), INPUTS,
+            OF.but(help="also show ∂NODE/∂vertex on every vertex (needs input values)"),
+            OUTPUT.but(required=True, metavar="OUT", help="OUT.svg, .png, .pdf or .dot"),
+            arg("--max-nodes", type=int, default=draw.MAX_NODES, metavar="N",
+                help="collapse groups, then drop far vertices, above this many (default %(default)s)"),
+        )),
+        Command("cost", cmd_cost, "work of the path sum against the backward sweep", (
+            MODEL.but(nargs="?"), OF, WRT,
+            arg("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH"),
+        )),
+        Command("plan", cmd_plan, "the compiled execution plan: steps in order, and the generated code", (
+            MODEL, OF, WRT,
+            arg("--code", action="store_true", help="print the generated forward-and-backward function"),
+        )),
+        Command("export", cmd_export, "export a model (trained weights too) to ONNX", (
+            MODEL, OUTPUT.but(required=True, metavar="OUT.onnx"),
+            arg("--opset", type=int, default=18, help="ONNX opset (13 or newer; default %(default)s)"),
+            arg("--with-loss", action="store_true",
+                help="also export the loss and the inputs it needs (the label); default: the inference graph"),
+        )),
+        Command("import", cmd_import, "import an ONNX model as graphdef YAML + weights", (
+            MODEL.but(metavar="MODEL.onnx"), OUTPUT.but(required=True, metavar="OUT.yaml"),
+            arg("--weights", metavar="WEIGHTS.npz", help="default: OUT.weights.npz beside OUT.yaml"),
+            arg("--name", help="the model's name (default: the file's)"),
+            arg("--loss", choices=["softmax_cross_entropy", "cross_entropy", "mse"],
+                help="add a target input `y` and this loss on the first output, so the model can be trained"),
+        ), loads_models=False),
+        Command("onnx-conformance", cmd_conformance, "run ONNX's own node test cases for the ops graphdef imports",
+                (arg("--report", metavar="FILE.md", help="also write the cases run, passed and skipped (with why)"),),
+                loads_models=False),
+        Command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)",
+                (arg("run_dir", metavar="RUN_DIR"),), loads_models=False),
+        Command("train", cmd_train, "train a model and save it in a run directory", (
+            MODEL.but(nargs="?"),
+            arg("--data", help=data_help + " (default: the model's training.data)"),
+            arg("--epochs", type=int, metavar="N"),
+            arg("--lr", type=float, metavar="X", help="learning rate"),
+            arg("--optimizer", choices=list(OPTIMIZERS), help="replaces the model's optimizer settings"),
+            arg("--batch-size", type=int, metavar="N"),
+            arg("--seed", type=int, metavar="N"),
+            OUTPUT.but(metavar="RUN_DIR", help="where to save (default: runs/NAME, never reused)"),
+            arg("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint"),
+            arg("--force", action="store_true", help="overwrite an existing run directory"),
+            JSON.but(help="print the history as one JSON object (NaN and infinity as null)"),
+            arg("--check-numerics", action="store_true",
+                help="check every batch for NaN or infinity, naming the vertex (slower)"),
+        )),
+        Command("eval", cmd_eval, "loss and metrics of a (trained) model", (
+            MODEL, arg("--data", help=data_help + " (default: the held-out split of its training data)"), JSON,
+        )),
+        Command("predict", cmd_predict, "predictions of a (trained) model, as CSV", (
+            MODEL, arg("--data", required=True, help=data_help),
+            OUTPUT.but(metavar="FILE.csv", help="write here instead of standard output"),
+        )),
+        Command("ops", cmd_ops, "list the registered ops and the standard library's functions", loads_models=False),
+        Command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from", (MODEL,)),
+        Command("schema", cmd_schema, "print the JSON Schema of the model format", loads_models=False),
+    )
 
 
 def _build_parser(out) -> argparse.ArgumentParser:
-    """The argparse parser of COMMANDS; help and usage go to `out`."""
+    """The argparse parser of the command table; help and usage go to `out`."""
     parser = _Parser(prog="graphdef", description="Declarative computation graphs in YAML.", out=out,
                      epilog=f"`graphdef COMMAND --help` describes a command. {DEBUG_VARIABLE}=1 in the environment "
                             "shows the traceback of an internal error.")
-    parser.add_argument("--version", action="version", version=f"graphdef {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     _add_arguments(parser, GLOBAL_OPTIONS)
     # dest unlike any option's (import has --name); no command is a usage error of our own
     sub = parser.add_subparsers(dest="command_name", parser_class=_Parser)
-    load_options = _add_arguments(argparse.ArgumentParser(add_help=False), LOAD_OPTIONS)
-    for c in COMMANDS:
+    load_arguments, commands = _command_table()
+    load_options = _add_arguments(argparse.ArgumentParser(add_help=False), load_arguments)
+    for c in commands:
         p = sub.add_parser(c.name, help=c.help, description=c.help, out=out,
                            parents=[load_options] if c.loads_models else [])
         _add_arguments(p, c.arguments).set_defaults(command=c.func)

@@ -1,6 +1,7 @@
 """Drawing a model as the lecture does: values on the vertices, local derivatives on the edges.
 
-Built with the `graphviz` package; rendering to SVG, PNG or PDF needs Graphviz's `dot`
+Built with the `graphviz` package, imported when a drawing is made (the command line reads
+MAX_NODES from here for every command); rendering to SVG, PNG or PDF needs Graphviz's `dot`
 program (Debian package `graphviz`), while `.dot` output needs nothing more.
 """
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import graphviz
 import numpy as np
 
 from ..errors import GraphDefError, Problem
@@ -17,6 +18,9 @@ from .explain import format_number
 from ..ops.registry import show_shape
 from ..engine.paths import edge_derivatives
 from ..format.serialize import atomic_write
+
+if TYPE_CHECKING:  # for the annotations only: graphviz is imported where it is used
+    import graphviz
 
 FORMATS = ("svg", "png", "pdf", "dot")
 MAX_NODES = 150
@@ -33,6 +37,7 @@ STYLE = {
 
 def to_dot(model, inputs: dict | None = None, of: str | None = None, max_nodes: int = MAX_NODES) -> graphviz.Digraph:
     """The model as a Graphviz graph; with inputs, forward values (and with `of`, ∂of/∂vertex) shown."""
+    import graphviz
     if of is not None and inputs is None:
         raise GraphDefError(Problem("drawing gradients needs input values", hint="add --at NAME=VALUE for each input"))
     values = grads = None
@@ -58,7 +63,7 @@ def to_dot(model, inputs: dict | None = None, of: str | None = None, max_nodes: 
     for box in sorted({r for v, r in rep.items() if r != v and r in keep}):  # collapsed groups
         dot.node(box, f"{box[:-2]}\n({sum(r == box for r in rep.values())} vertices)", **STYLE["group"])
     collapsed_edges = set()
-    for u, v, k in model.graph.edges(keys=True):
+    for u, v, k in model.graph.nx.edges(keys=True):
         ru, rv = rep[u], rep[v]
         if ru == rv or ru not in keep or rv not in keep:
             continue
@@ -74,6 +79,7 @@ def to_dot(model, inputs: dict | None = None, of: str | None = None, max_nodes: 
 
 def write(dot: graphviz.Digraph, path) -> Path:
     """Write the drawing in the format its suffix names; clear errors when `dot` is missing."""
+    import graphviz
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
@@ -122,7 +128,7 @@ def _edge(model, edge, values, local) -> dict:
         attrs["label"] = show_shape(np.shape(values[u]))
     elif values is None and tail.shape:
         attrs["label"] = show_shape(tail.shape)
-    if model.graph.number_of_edges(u, v) > 1:
+    if model.graph.nx.number_of_edges(u, v) > 1:
         attrs["taillabel"] = f"#{k}"
     return attrs
 
@@ -158,7 +164,7 @@ def _view(model, max_nodes: int):
 def _nearest_to_outputs(model, rep: dict, limit: int) -> set:
     starts = list(dict.fromkeys(rep[v] for v in model.outputs + ([model.loss] if model.loss else [])))
     preds = {}
-    for u, v in model.graph.edges():
+    for u, v in model.graph.nx.edges():
         preds.setdefault(rep[v], set()).add(rep[u])
     seen, queue = set(starts), deque(starts)
     while queue and len(seen) < limit:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import networkx as nx
 import numpy as np
 
 from ..engine.paths import PATH_LIMIT, all_paths, edge_derivatives, path_stats
@@ -35,7 +34,7 @@ class Cost:
 def cost(model, of: str, wrt) -> Cost:
     """Work of the path sum against the backward sweep for ∂of/∂w, w in wrt."""
     _, wanted = model.backward_plan(of, tuple(wrt))
-    sub = model.graph.subgraph(wanted)
+    sub = model.graph.nx.subgraph(wanted)
     stats = path_stats(sub, of)
     paths = [stats.get(w, (0, 0)) for w in wrt]
     edges = sub.number_of_edges()
@@ -51,11 +50,11 @@ def explain_paths(model, inputs: dict, of=None, wrt=None) -> str:
     local = edge_derivatives(t.steps, t.values, t.wanted)
     lines = [f"{t.of} = {format_number(t.values[t.of])}"]
     for w in t.wrt:
-        paths = [list(reversed(p)) for p in all_paths(model.graph, w, t.of, PATH_LIMIT)]
+        paths = [list(reversed(p)) for p in all_paths(model.graph.nx, w, t.of, PATH_LIMIT)]
         if not paths:
             lines.append(f"∂{t.of}/∂{w} = 0 (no path from {w} to {t.of})")
             continue
-        symbols = _sum([_product([_partial(model.graph, e) for e in p], "·") for p in paths])
+        symbols = _sum([_product([_partial(model.graph.nx, e) for e in p], "·") for p in paths])
         numbers = _sum([_product([format_number(local[e]) for e in p], "×") for p in paths])
         total = sum(math.prod(local[e] for e in p) for p in paths)
         lines.append(f"∂{t.of}/∂{w} = {symbols} = {numbers} = {format_number(total)}")
@@ -65,10 +64,11 @@ def explain_paths(model, inputs: dict, of=None, wrt=None) -> str:
 
 def explain_sweep(model, inputs: dict, of=None, wrt=None) -> str:
     """The backward sweep step by step: each vertex's ∂of/∂v from its consumers', each product once."""
+    import networkx as nx
     t = model.trace(inputs, of, wrt)
     scalar = all(np.size(t.values[v]) == 1 for v in t.wanted)
     local = edge_derivatives(t.steps, t.values, t.wanted) if scalar else {}
-    graph, of = model.graph, t.of
+    graph, of = model.graph.nx, t.of
     lines = [f"{of} = {_shown(t.values[of])}", f"backward sweep from {of}, each product computed once:",
              f"∂{of}/∂{of} = 1"]
     for v in reversed(list(nx.lexicographical_topological_sort(graph.subgraph(t.wanted), key=str))):

@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import jsonschema
-import networkx as nx
 import numpy as np
 
 from ..errors import GraphDefError, Problem, did_you_mean
@@ -127,5 +126,5 @@ def _requirement(sub: dict) -> str | None:
 
 def _targets(model, predictions) -> list:
     """Inputs that reach the loss but no prediction: the ones that hold what should be predicted."""
-    feeding = set().union(*(nx.ancestors(model.graph, p) for p in predictions)) if predictions else set()
+    feeding = set().union(*(model.graph.ancestors([p]) - {p} for p in predictions)) if predictions else set()
     return [name for name in model.inputs if name not in feeding]

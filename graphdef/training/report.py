@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tqdm import tqdm
 
 from .metrics import lower_is_better
 from .optimizers import DEFAULTS
@@ -145,6 +144,7 @@ class Progress:
     def __init__(self, out, total: int, label: str):
         self.bar = None
         if getattr(out, "isatty", lambda: False)():
+            from tqdm import tqdm
             self.bar = tqdm(total=total, desc=label, file=out, leave=False, dynamic_ncols=True)
 
     def __enter__(self):
