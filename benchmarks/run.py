@@ -10,6 +10,7 @@ is shared and noisy: read ratios, not single times.
 from __future__ import annotations
 
 import argparse
+import compileall
 import gc
 import io
 import json
@@ -286,6 +287,7 @@ def w4(quick: bool) -> dict:
 def startup(quick: bool) -> list:
     """Wall time of `graphdef --version` and `graphdef validate models/lecture.yaml`, each a fresh process,
     against `python -c "import numpy"`: what every command pays before doing anything."""
+    compileall.compile_dir(ROOT / "graphdef", quiet=1)  # as pip leaves an install: bytecode written
     script = shutil.which("graphdef", path=str(Path(sys.executable).parent))
     graphdef_cmd = [script] if script else [sys.executable, "-m", "graphdef"]
     numpy_cmd = [sys.executable, "-c", "import numpy"]
