@@ -152,11 +152,7 @@ class LenetReference:
         keep = (self.rng.random(h.shape, dtype) >= self.p) * dtype.type(1 / (1 - self.p))
         d = h * keep
         z = d @ P["logits/W"] + P["logits/b"]
-        shifted = z - z.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        total = e.sum(axis=1, keepdims=True)
-        loss = -np.mean(np.sum(y * (shifted - np.log(total)), axis=1))
-        gz = (e / total - y) / n
+        loss, gz = _softmax_cross_entropy(z, y)
         grads = {"logits/W": d.T @ gz, "logits/b": gz.sum(axis=0)}
         gh = (gz @ P["logits/W"].T) * keep * (h > 0)
         grads["hidden/W"], grads["hidden/b"] = flat.T @ gh, gh.sum(axis=0)
@@ -179,6 +175,14 @@ class LenetReference:
         sgd(P, grads)
         grads["loss"] = loss
         return grads
+
+
+def _softmax_cross_entropy(z, y):
+    """The mean loss of a batch of logits against one-hot targets, and its gradient with respect to the logits."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    return -np.mean(np.sum(y * (shifted - np.log(total)), axis=1)), (e / total - y) / len(z)
 
 
 def _digits_batch(n: int, dtype) -> dict:
@@ -319,11 +323,7 @@ class AttentionReference:
         block = h + up @ P["down/W"] + P["down/b"]
         pooled = block.reshape(n, t, d).mean(axis=1)
         z = pooled @ P["logits/W"] + P["logits/b"]
-        shifted = z - z.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        total = e.sum(axis=1, keepdims=True)
-        loss = -np.mean(np.sum(y * (shifted - np.log(total)), axis=1))
-        gz = (e / total - y) / n
+        loss, gz = _softmax_cross_entropy(z, y)
         grads = {"logits/W": pooled.T @ gz, "logits/b": gz.sum(axis=0)}
         gblock = np.broadcast_to(((gz @ P["logits/W"].T) / t)[:, None], (n, t, d)).reshape(n * t, d)
         grads["down/W"], grads["down/b"] = up.T @ gblock, gblock.sum(axis=0)

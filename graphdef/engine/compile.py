@@ -17,6 +17,7 @@ is mapped back to its node.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import linecache
 import math
@@ -389,12 +390,13 @@ def _primes(start: int, count: int) -> list:
     return found
 
 
-def _probe_sizes(count: int) -> list:
+@functools.lru_cache(maxsize=None)
+def _probe_sizes(count: int) -> tuple:
     """Sizes standing for `count` free sizes in each probe: small ones (a size of 1 broadcasts, slices
     clamp), even and odd; and large odd primes and twice large primes (beyond the constants a model
     holds), between which no free size is a multiple or a fixed offset of another."""
-    return [list(range(1, count + 1)), list(range(2, 2 * count + 2, 2)), list(range(3, 2 * count + 3, 2)),
-            _primes(10**9, count), [2 * p for p in _primes(7 * 10**8, count)]]
+    return (tuple(range(1, count + 1)), tuple(range(2, 2 * count + 2, 2)), tuple(range(3, 2 * count + 3, 2)),
+            tuple(_primes(10**9, count)), tuple(2 * p for p in _primes(7 * 10**8, count)))  # made once per count
 
 
 def probed_shapes(graph) -> tuple:
