@@ -53,6 +53,18 @@ def test_of_defaults_to_loss_and_wrt_to_inputs_and_parameters():
     assert list(model.gradients({"x": [1, 2], "y": [0, 1]}, wrt=["b2"])) == ["b2"]
 
 
+def test_labels_are_the_inputs_only_the_loss_reads_and_explanations_leave_them_out():
+    model = graphdef.load("models/mlp.yaml")
+    assert model.labels == ("y",)
+    assert model.resolve(labels=False) == ("E", ("x", "W1", "b1", "W2", "b2"))
+    assert model.resolve(wrt=["y"], labels=False) == ("E", ("y",))  # asked for: shown
+    assert list(model.trace({"x": [1, 2], "y": [0, 1]}).wrt) == ["x", "W1", "b1", "W2", "b2"]
+    only_loss = graphdef.loads("graphdef: 1\nname: m\ninputs: {x: {shape: []}, y: {shape: []}}\n"
+                               "nodes: {d: {op: sub, inputs: [x, y]}, l: {op: square, inputs: [d]}}\n"
+                               "outputs: [l]\nloss: l\n")
+    assert only_loss.labels == ()  # nothing but the loss: no input is told apart
+
+
 def test_of_is_required_when_ambiguous():
     model = graphdef.loads("graphdef: 1\nname: two\ninputs: {a: {shape: []}}\n"
                            "nodes: {b: {op: exp, inputs: [a]}, c: {op: neg, inputs: [a]}}\noutputs: [b, c]\n")

@@ -133,7 +133,7 @@ def valid_graphs(draw):
 
 @FUZZ
 @given(valid_graphs(), st.lists(st.floats(-1.5, 1.5), min_size=6, max_size=6))
-def test_random_valid_graphs_agree_with_finite_differences(text, xs):
+def test_random_valid_graphs_agree_with_finite_differences_and_forward_mode(text, xs):
     model = graphdef.loads(text)
     feeds = {"x": np.array(xs[:3]), "y": np.array(xs[3:])}
     values = model.forward(feeds)
@@ -142,8 +142,10 @@ def test_random_valid_graphs_agree_with_finite_differences(text, xs):
     assume(all(np.all(np.abs(v) > 1e-3) for v in kinks))  # finite differences straddle a kink at 0
     reverse = model.gradients(feeds)
     numeric = model.gradients(feeds, method="numeric")
+    forward = model.gradients(feeds, method="forward")
     for k in reverse:
         np.testing.assert_allclose(reverse[k], numeric[k], rtol=1e-4, atol=1e-5, err_msg=f"{k}\n{text}")
+        np.testing.assert_allclose(forward[k], reverse[k], rtol=1e-9, atol=1e-12, err_msg=f"forward mode {k}\n{text}")
 
 
 node_values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=3), scalars,

@@ -24,10 +24,11 @@ def test_lecture_gradient_is_6_14_by_every_method(method):
 
 @pytest.mark.parametrize("name, at", [("chain.yaml", {"a": 0.7, "b": -1.3}),
                                       ("lecture_network.yaml", NETWORK_AT)])
-def test_three_methods_agree(name, at):
+def test_every_method_agrees(name, at):
     model = graphdef.load(MODELS / name)
-    reverse, paths, numeric = (model.gradients(at, method=m) for m in graphdef.engine.model.METHODS)
+    reverse, forward, paths, numeric = (model.gradients(at, method=m) for m in graphdef.engine.model.METHODS)
     for w in reverse:
+        np.testing.assert_allclose(forward[w], reverse[w], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(paths[w], reverse[w], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(numeric[w], reverse[w], rtol=1e-6, atol=1e-8)
 

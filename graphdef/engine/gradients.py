@@ -1,18 +1,21 @@
 """The gradient methods other than reverse mode, and the check for NaN and infinity.
 
-reverse (backpropagation) is the model's own; `paths` sums edge-derivative products over
-every path (the lecture's definition, scalar graphs only); `numeric` takes central
-differences, the oracle the others are tested against.
+reverse (backpropagation) is the model's own; `forward` pushes tangents forward, one pass
+per input element (cheap for few inputs, the lecture's counterpoint); `paths` sums
+edge-derivative products over every path (the lecture's definition, scalar graphs only);
+`numeric` takes central differences, the oracle the others are tested against.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import GraphDefError, Problem
-from . import paths
+from . import interpret, paths
+from .inputs import batched_inputs
 
-METHODS = ("reverse", "paths", "numeric")
+METHODS = ("reverse", "forward", "paths", "numeric")
 NUMERIC_EPS = 1e-6
+FORWARD_LIMIT = 100_000  # forward-mode passes (one per input element) beyond which it refuses
 
 
 def check_method(method: str) -> None:
@@ -23,6 +26,30 @@ def check_method(method: str) -> None:
 def by_paths(model, env: dict, values: dict, of: str, wrt) -> dict:
     steps, wanted = model.backward_plan(of, tuple(wrt))
     return paths.path_gradients(model.graph.nx, steps, values, of, wrt, wanted)
+
+
+def by_forward(model, values: dict, of: str, wrt) -> dict:
+    """∂sum(of)/∂w by forward mode: a pass per element of each w, seeded with a one there, through the
+    steps between wrt and of. `values`: a reference forward run (interpret.forward)."""
+    passes = sum(int(np.size(values[w])) for w in wrt)
+    if passes > FORWARD_LIMIT:
+        raise GraphDefError(Problem(f"forward mode needs one pass per input element: {passes:,} passes here "
+                                    f"(limit {FORWARD_LIMIT:,})",
+                                    hint="use --method reverse, one pass for all of them (or fewer --wrt)"))
+    steps, _ = model.backward_plan(of, tuple(wrt))
+    batched, context = batched_inputs(model, values), model.context(model.training)
+    grads = {}
+    for w in wrt:
+        x = np.asarray(values[w])
+        g = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else model.dtype)
+        for i in np.ndindex(x.shape):
+            seed = np.zeros_like(g)
+            seed[i] = 1
+            tangents = model._guard(lambda: interpret.push_forward(model.graph, values, {w: seed}, steps,
+                                                                   batched, context))
+            g[i] = np.sum(tangents[of]) if of in tangents else 0
+        grads[w] = g
+    return grads
 
 
 def numeric(model, env: dict, values: dict, of: str, wrt) -> dict:

@@ -2,14 +2,15 @@
 
 Forward is an environment dict and a loop over the nodes in order; backward walks the
 same nodes in reverse, accumulating ∂of/∂vertex with `+` where a vertex feeds several
-others, so every product is computed once. Run it instead of the compiled plans with
+others, so every product is computed once. Forward mode (push_forward) walks them in order
+again, carrying the tangent of each vertex: one pass per input direction. Run it instead of the compiled plans with
 GRAPHDEF_REFERENCE=1 (or Model(..., reference=True)) to debug a plan.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .lift import PER_SAMPLE, StepError, batched_vertices, call, lift_of, vjp
+from .lift import PER_SAMPLE, StepError, batched_vertices, call, jvp, lift_of, vjp
 
 SAVED = "saved"  # env[SAVED, node]: what a node's op saved in the forward pass for its backward rules
 
@@ -49,6 +50,23 @@ def backward(graph, env: dict, of: str, wanted, batched_inputs=frozenset(), seed
                                                _flags(step, batched), context, env.get((SAVED, step.name))))
                 grads[arg] = grads[arg] + d if arg in grads else d
     return grads
+
+
+def push_forward(graph, env: dict, seeds: dict, steps, batched_inputs=frozenset(), context=None) -> dict:
+    """Forward mode: the tangent of every vertex of `steps` that the tangents `seeds` (vertex -> tangent of
+    its shape) reach, each node's being the sum of its op's jvp rules over the inputs that carry one.
+    `env` holds every value (see forward)."""
+    batched, tangents = batched_vertices(graph, batched_inputs), dict(seeds)
+    for step in steps:
+        moving = [k for k, a in enumerate(step.inputs) if a in tangents and step.op.jvp[k] is not None]
+        if not moving:
+            continue
+        lift, args = lift_of(graph, step, batched), [env[a] for a in step.inputs]
+        for k in moving:
+            d = _guarded(step, lambda: jvp(step, lift, k, tangents[step.inputs[k]], env[step.name], args,
+                                           _flags(step, batched), context, env.get((SAVED, step.name))))
+            tangents[step.name] = tangents[step.name] + d if step.name in tangents else d
+    return tangents
 
 
 def _flags(step, batched) -> tuple:

@@ -82,6 +82,22 @@ def vjp(step, lift: Lift | None, k: int, g, out, args: list, flags=(), context=N
     return np.reshape(unbroadcast(np.asarray(d), np.shape(xs[k])), np.shape(args[k]))
 
 
+def jvp(step, lift: Lift | None, k: int, t, out, args: list, flags=(), context=None, saved=None):
+    """The tangent of the node's output that a tangent t of input k makes (forward mode), of the output's
+    shape; `saved` as for vjp."""
+    op, attrs = step.op, attrs_of(step, lift, context)
+    if lift is PER_SAMPLE:
+        return np.stack([jvp(step, None, k, t[i] if flags[k] else t, out[i], _sample(args, flags, i), (), context)
+                         for i in range(len(out))])
+    xs, squeeze = args, ()
+    if lift is not None:
+        xs, t, squeeze = expanded(args, lift), expanded([t], Lift(lift.expand[k:k + 1]))[0], lift.squeeze
+    full = np.expand_dims(out, squeeze) if squeeze else out
+    d = np.broadcast_to(op.jvp[k](t, op.saved(full, *xs, **attrs) if saved is None else saved, *xs, **attrs),
+                        np.shape(full))
+    return np.squeeze(d, squeeze) if squeeze else d
+
+
 def per_sample_forward(op, flags, attrs, *args, rule=None):
     """An op without a batching rule: its forward (or `rule`) on each sample, stacked."""
     n, rule = _batch_size(flags, args), rule or op.forward

@@ -124,8 +124,9 @@ class Model:
 
         `of` defaults to the loss, else the single output; for a non-scalar `of` (a batch
         of losses, say) this is the gradient of its sum. method: reverse
-        (backpropagation), paths (the sum over paths of edge-derivative products; scalar
-        graphs) or numeric (central differences).
+        (backpropagation), forward (forward mode, one pass per input element), paths (the
+        sum over paths of edge-derivative products; scalar graphs) or numeric (central
+        differences).
         """
         if method != "reverse":
             return self.value_and_gradients(inputs, of, wrt, method)[1]
@@ -140,12 +141,47 @@ class Model:
         if method == "reverse":
             values, grads = self.backprop(env, of, wrt)
             return _arrays(values), _arrays(grads)
+        if method == "forward":
+            values = self.reference_forward(env)
+            return _arrays(_values(values)), gradients.by_forward(self, values, of, wrt)
         values = self.run_unchecked(dict(env))
         return _arrays(values), gradients.BY_METHOD[method](self, env, values, of, wrt)
 
-    def trace(self, inputs: dict, of: str | None = None, wrt=None) -> Trace:
-        """One forward and one backward pass, keeping ∂of/∂v for every vertex v on the way (to explain or draw)."""
-        of, wrt = self.resolve(of, wrt)
+    def jvp(self, inputs: dict, tangents: dict, outputs=None) -> tuple[dict, dict]:
+        """Forward mode: (values of `outputs`, their tangents J·t) for tangents of some inputs and parameters
+        (name -> array of its shape; the others held). `outputs` defaults to the model's outputs and loss."""
+        names = _names(outputs, "outputs") if outputs is not None else (*self.outputs, *([self.loss] if self.loss
+                                                                                         else []))
+        values = self.reference_forward(feed(self, inputs))
+        seeds = self._seeds(values, tangents)
+        pushed = self._guard(lambda: interpret.push_forward(self.graph, values, seeds, self.steps,
+                                                            batched_inputs(self, values), self.context(self.training)))
+        return ({n: np.asarray(values[n]) for n in names if n in values},
+                {n: np.asarray(pushed[n]) if n in pushed else np.zeros_like(values[n]) for n in names if n in values})
+
+    def _seeds(self, values: dict, tangents: dict) -> dict:
+        """Tangents checked: of inputs or parameters, finite numbers shaped like their values."""
+        if not isinstance(tangents, dict):
+            raise GraphDefError("tangents must be a mapping: input or parameter name -> array of its shape")
+        wrt, seeds = self._wrt(list(tangents)), {}
+        for name in wrt:
+            t = np.asarray(tangents[name])
+            if t.dtype.kind not in "biuf" or t.shape != np.shape(values[name]) or not np.all(np.isfinite(t)):
+                raise GraphDefError(self.problem(name, f"the tangent of '{name}' must be finite numbers of shape "
+                                                       f"{list(np.shape(values[name]))}, got {t.dtype} of shape "
+                                                       f"{list(t.shape)}", "give one number per element of it"))
+            seeds[name] = t.astype(np.result_type(values[name], np.float32))
+        return seeds
+
+    def reference_forward(self, env: dict) -> dict:
+        """Every value by the reference interpreter, with what ops saved for their rules (see interpret.SAVED)."""
+        return self._guard(lambda: interpret.forward(self.graph, env, batched_inputs(self, env),
+                                                     context=self.context(self.training)))
+
+    def trace(self, inputs: dict, of: str | None = None, wrt=None, labels: bool = False) -> Trace:
+        """One forward and one backward pass, keeping ∂of/∂v for every vertex v on the way (to explain or draw:
+        the labels' gradients only when asked for, see resolve)."""
+        of, wrt = self.resolve(of, wrt, labels)
         steps, wanted = self.backward_plan(of, tuple(wrt))
         values, grads = self.backprop(feed(self, inputs), of, wrt, keep=wanted)
         return Trace(of, wrt, _arrays(values), _arrays(grads), steps, wanted)
@@ -300,19 +336,20 @@ class Model:
         ranges of its inputs; then likewise for gradients."""
         gradients.check_numerics(self, values, grads, of)
 
-    def resolve(self, of: str | None = None, wrt=None) -> tuple[str, tuple]:
+    def resolve(self, of: str | None = None, wrt=None, labels: bool = True) -> tuple[str, tuple]:
         """(vertex to differentiate, vertices to differentiate by): checked, with the defaults applied;
-        remembered, since a training loop or a teacher's slider asks the same on every call."""
+        remembered, since a training loop or a teacher's slider asks the same on every call. With
+        labels=False the default wrt leaves out the labels (what explanations and drawings show)."""
         if wrt is not None and not isinstance(wrt, str):
             wrt = _names(wrt, "wrt")
         if of is not None and not isinstance(of, str):
             raise GraphDefError(Problem(f"of must be a vertex name, got {type(of).__name__} {of!r:.60}",
                                         hint="give the name of a vertex, e.g. of='loss'"))
-        resolved = self._resolved.get((of, wrt))
+        resolved = self._resolved.get((of, wrt, labels))
         if resolved is None:
-            resolved = self._target(of), tuple(self._wrt(wrt))
+            resolved = self._target(of), tuple(self._wrt(wrt, labels))
             if len(self._resolved) < 1000:
-                self._resolved[(of, wrt)] = resolved
+                self._resolved[(of, wrt, labels)] = resolved
         return resolved
 
     def _target(self, of: str | None) -> str:
@@ -325,9 +362,20 @@ class Model:
             raise GraphDefError(Problem(f"no vertex named '{of}'", hint=did_you_mean(of, self.graph.vertices)))
         return of
 
-    def _wrt(self, wrt) -> list:
+    @property
+    def labels(self) -> tuple:
+        """Inputs that only the loss reads (targets, one-hot labels): no output needs them, and explanations
+        and drawings leave their gradients out unless asked for."""
+        predictions = [o for o in self.outputs if o != self.loss]
+        if self.loss is None or not predictions:  # nothing but the loss: no input is told apart as a label
+            return ()
+        needed = self.ancestors(predictions)
+        return tuple(n for n in self.inputs if n not in needed and n in self.ancestors([self.loss]))
+
+    def _wrt(self, wrt, labels: bool = True) -> list:
         if wrt is None:
-            return [name for name in [*self.inputs, *self.parameters] if name in self._leaves]
+            hidden = () if labels else self.labels
+            return [name for name in [*self.inputs, *self.parameters] if name in self._leaves and name not in hidden]
         wrt = [wrt] if isinstance(wrt, str) else list(wrt)
         bad = [w for w in wrt if w not in self._leaves]
         if bad:

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import GraphDefError
 from .batching import PER_SAMPLE, Lift
-from .registry import ShapeError, ex, register_op, show_shape, unbroadcast
+from .registry import MULTILINEAR, ShapeError, ex, register_op, show_shape, unbroadcast
 
 Size = int | list[int]  # an attribute given once for every spatial axis, or once per axis
 
@@ -346,8 +346,8 @@ def _check_channels(channels, out_channels, per_group, groups: int, x, w) -> Non
 
 
 def _convolution(n: int):
-    """conv1d or conv2d: forward, saving forward, rules and ONNX mapping; the spatial rank n says which axes of x
-    are spatial."""
+    """conv1d or conv2d: forward, saving forward, vjp rules, jvp rules and ONNX mapping; the spatial rank n says
+    which axes of x are spatial."""
     def forward(x, w, *, stride: Size = 1, padding: Size | str = 0, dilation: Size = 1, groups: int = 1,
                 batch_dims: int = 0):
         return _correlate(x, w, _conv_window(w.shape[-n:], stride, padding, dilation), groups)
@@ -366,6 +366,16 @@ def _convolution(n: int):
         return _kernel_gradient(g, rows, w.shape, _conv_window(w.shape[-n:], stride, padding, dilation), groups,
                                 _fold(x.ndim, w.ndim, n))
 
+    def jvp_x(t, rows, x, w, **attrs):
+        """x's tangent convolved by the kernels: the convolution is linear in x."""
+        return forward(t, w, **attrs)
+
+    def jvp_w(t, rows, x, w, *, stride, padding, dilation, groups, batch_dims):
+        """The kernels' tangent times the saved rows of x's windows: the product the forward made, without
+        copying the windows again."""
+        return _product(rows, t, x.shape, _conv_window(w.shape[-n:], stride, padding, dilation), groups,
+                        _fold(x.ndim, w.ndim, n))
+
     def onnx(e, inputs, out, attrs):
         """Conv, or the Einsum Σ x[g, c, cells] · w[g, o, c, offsets] · A[place, offset, cell] per axis."""
         (x, w), (lead_x, lead_w) = inputs, (e.ranks[0] - n - 1, e.ranks[1] - n - 2)
@@ -380,7 +390,7 @@ def _convolution(n: int):
         y = e.node("Einsum", [*operands, *_selections(e, x_shape[1:], win, places)],
                    equation=f"...gc{CELLS[:n]},...goc{OFFSETS[:n]},{_selection_terms(n)}->...go{PLACES[:n]}")
         return _onnx_reshape(e, y, max(lead_x, lead_w), (w_shape[0], *places), out)
-    return forward, saving, (vjp_x, vjp_w), onnx
+    return forward, saving, (vjp_x, vjp_w), (jvp_x, jvp_w), onnx
 
 
 _CONV_DOC = ("{n}-D convolution of x [C, {dims}] (after batch_dims sample axes) with kernels "
@@ -398,8 +408,8 @@ for _n, _examples in ((1, [ex((2, 7), (3, 2, 3)), ex((4, 9), (2, 2, 2), stride=2
                            ex((3, 4, 6), (2, 3, 2, 2), padding="valid", dilation=[1, 2], stride=2),
                            ex((2, 4, 4), (3, 2, 3, 3), padding=1),
                            ex((2, 2, 4, 5), (4, 1, 2, 3), padding=[1, 0], groups=2, batch_dims=1)])):
-    _forward, _saving, _rules, _onnx = _convolution(_n)
-    register_op(f"conv{_n}d", _forward, _rules, save=_saving, shape=_conv_shape(_n, f"conv{_n}d"),
+    _forward, _saving, _rules, _jvps, _onnx = _convolution(_n)
+    register_op(f"conv{_n}d", _forward, _rules, jvp=_jvps, save=_saving, shape=_conv_shape(_n, f"conv{_n}d"),
                 batch=_samples_first, examples=_examples, onnx=_onnx,
                 torch=f"x, w: _on_samples(batch_dims, F.conv{_n}d, x, w, stride=stride, padding=padding, "
                       "dilation=dilation, groups=groups)",
@@ -491,4 +501,4 @@ register_op("conv_transpose2d", _conv_transpose2d, (_conv_transpose2d_vjp_x, _co
             doc="Transposed 2-D convolution of x [C, H, W] (after batch_dims sample axes) by w [C, O/groups, kh, kw], "
                 "as F.conv_transpose2d (∂/∂x: g convolved by w; ∂/∂w: x against g's windows)",
             torch="x, w: _on_samples(batch_dims, F.conv_transpose2d, x, w, stride=stride, padding=padding, "
-                  "output_padding=output_padding, groups=groups, dilation=dilation)")
+                  "output_padding=output_padding, groups=groups, dilation=dilation)", jvp=MULTILINEAR)

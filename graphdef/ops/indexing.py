@@ -9,8 +9,8 @@ PyTorch's and ONNX's semantics; the batching rules here move them past the batch
 import numpy as np
 
 from .batching import PER_SAMPLE, Lift, along_axis, elementwise, ranks, shift
-from .registry import (CONDITION, REAL, SAME, Integers, ShapeError, condition_first, ex, indexed_by, register_op,
-                       show_shape)
+from .registry import (CONDITION, LINEAR, MULTILINEAR, REAL, SAME, Integers, ShapeError, condition_first, ex,
+                       indexed_by, register_op, show_shape)
 from .shape import _at, _axis, _int64
 from .tensor import _axes
 
@@ -87,7 +87,7 @@ register_op("split", _split, "_placed(g, x, _at(x.ndim, axis, _part(x.shape[axis
             torch="x: (torch.chunk(x, sections, dim=axis) if isinstance(sections, int) "
                   "else torch.split(x, list(sections), dim=axis))[output]",
             examples=[ex((4,), sections=2), ex((2, 5), sections=[2, 0, 3], axis=1),
-                      ex((3, 2), sections=[1, 2], axis=-2), ex((2, 6), sections=3, axis=-1)])
+                      ex((3, 2), sections=[1, 2], axis=-2), ex((2, 6), sections=3, axis=-1)], jvp=LINEAR)
 
 
 # -- slice, select -----------------------------------------------------------------------
@@ -170,7 +170,7 @@ register_op("slice", _slice, "_placed(g, x, _slicing(x.shape, starts, ends, axes
             examples=[ex((5,), starts=[1], ends=[4]),
                       ex((3, 4), starts=[-2, 10], ends=[100, 0], axes=[0, 1], steps=[1, -2]),
                       ex((4, 3), starts=[-10], ends=[-20], axes=[-2], steps=[-1]),
-                      ex((2, 3, 4), starts=[0, 1], ends=[4, 3], axes=[2, 0], steps=[3, 1])])
+                      ex((2, 3, 4), starts=[0, 1], ends=[4, 3], axes=[2, 0], steps=[3, 1])], jvp=LINEAR)
 
 
 def _select(x, *, axis: int, index: int, size: int | None = None):
@@ -198,7 +198,7 @@ register_op("select", _select, "_placed(g, x, _at(x.ndim, axis, index))",
             shape=_select_shape, batch=along_axis, dtype=SAME, torch="x: x.select(axis, index)",
             onnx=lambda e, i, o, a: e.node("Gather", [i[0], _int64(e, a["index"])], o, axis=a["axis"]),
             examples=[ex((3,), axis=0, index=1), ex((2, 3), axis=1, index=-1), ex((2, 3, 2), axis=-3, index=0),
-                      ex((4, 2), axis=0, index=3, size=4)])
+                      ex((4, 2), axis=0, index=3, size=4)], jvp=LINEAR)
 
 
 # -- pad ---------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ register_op("pad", _pad, "_pad_vjp(g, x, pads, mode)", shape=_pad_shape, dtype=S
                   "**({'value': value} if mode == 'constant' else {}))",
             examples=[ex((3,), pads=[2, 1], value=1.5), ex((2, 3), pads=[0, 1, -1, 2]),
                       ex((2, 4), pads=[1, 3], mode="reflect"), ex((2, 3, 3), pads=[1, 0, 2, 1], mode="replicate"),
-                      ex((2, 3), pads=[2, 1], mode="edge")])
+                      ex((2, 3), pads=[2, 1], mode="edge")], jvp="_pad(t, pads=pads, mode=mode)")
 
 
 # -- gather, where -----------------------------------------------------------------------
@@ -340,7 +340,7 @@ register_op("gather", _gather, ("_scattered(g, x, indices, axis)", None), shape=
             dtype=indexed_by(1), domain=[REAL, Integers(0, 3)], torch="x, indices: _torch_gather(x, indices, axis)",
             onnx=lambda e, i, o, a: e.node("Gather", i, o, axis=a["axis"]),
             examples=[ex((4, 2), (3,)), ex((3,), (2, 2)), ex((2, 3), (2, 2), axis=1), ex((3, 4), (), axis=-1),
-                      ex((2, 3, 2), (4,), axis=1)])
+                      ex((2, 3, 2), (4,), axis=1)], jvp=MULTILINEAR)
 
 
 register_op("where", "condition, x, y: np.where(condition, x, y)",

@@ -83,31 +83,55 @@ def _batch_norm(x, weight, bias, running_mean, running_var, *, momentum: float =
                               batch_dims=batch_dims, training=training)[0]
 
 
-def _batch_norm_vjp_x(g, out, x, weight, bias, running_mean, running_var, *, batch_dims, training, **_):
+def _through_batch_norm(v, out, axes: tuple, training: bool):
+    """v times x̂'s Jacobian in x, from the saved (x̂, 1/σ): v/σ in inference; in training, where μ and σ are the
+    batch's, (v − mean v − x̂·mean(v·x̂))/σ over the statistics' axes. The Jacobian is symmetric: J·v and Jᵀ·v alike."""
     normalized, inv_std = out
-    axes, line = _channels(x, batch_dims)
-    gw = g * np.reshape(weight, line)
     if not training:
-        return gw * inv_std
-    return inv_std * (gw - gw.mean(axis=axes, keepdims=True)
-                      - normalized * (gw * normalized).mean(axis=axes, keepdims=True))
+        return v * inv_std
+    return inv_std * (v - v.mean(axis=axes, keepdims=True)
+                      - normalized * (v * normalized).mean(axis=axes, keepdims=True))
 
 
-def _batch_norm_vjp_mean(g, out, x, weight, bias, running_mean, running_var, *, batch_dims, training, **_):
-    """Inference reads the running mean (training does not): −Σ g·weight/σ per channel."""
-    if training:
-        return np.zeros_like(running_mean)
+def _batch_norm_vjp_x(g, out, x, weight, bias, running_mean, running_var, *, batch_dims, training, **_):
     axes, line = _channels(x, batch_dims)
-    return -(g * np.reshape(weight, line) * out[1]).sum(axis=axes)
+    return _through_batch_norm(g * np.reshape(weight, line), out, axes, training)
 
 
-def _batch_norm_vjp_var(g, out, x, weight, bias, running_mean, running_var, *, batch_dims, training, **_):
-    """Inference reads the running variance: −½ Σ g·weight·x̂/(σ² + eps) per channel."""
-    if training:
-        return np.zeros_like(running_var)
+def _batch_norm_jvp_x(t, out, x, weight, bias, running_mean, running_var, *, batch_dims, training, **_):
     axes, line = _channels(x, batch_dims)
+    return _through_batch_norm(t, out, axes, training) * np.reshape(weight, line)
+
+
+# The running statistics are read in inference only (training takes the batch's): there the output moves by
+# ∂y/∂μ = −weight/σ and ∂y/∂σ² = −½·weight·x̂/(σ² + eps) per unit of a channel's statistic.
+
+def _by_running_mean(out, x, weight, batch_dims):
+    return -np.reshape(weight, _channels(x, batch_dims)[1]) * out[1]
+
+
+def _by_running_var(out, x, weight, batch_dims):
     normalized, inv_std = out
-    return -0.5 * (g * np.reshape(weight, line) * normalized * inv_std ** 2).sum(axis=axes)
+    return -0.5 * np.reshape(weight, _channels(x, batch_dims)[1]) * normalized * inv_std ** 2
+
+
+def _running_rules(partial, position: int):
+    """The vjp and jvp rules of the running statistic at input `position`, whose effect on the output per unit
+    is `partial` (zero in training)."""
+    def vjp(g, out, *inputs, batch_dims, training, **_):
+        if training:
+            return np.zeros_like(inputs[position])
+        return (g * partial(out, inputs[0], inputs[1], batch_dims)).sum(axis=_channels(inputs[0], batch_dims)[0])
+
+    def jvp(t, out, *inputs, batch_dims, training, **_):
+        if training:
+            return np.zeros_like(out[0])
+        return np.reshape(t, _channels(inputs[0], batch_dims)[1]) * partial(out, inputs[0], inputs[1], batch_dims)
+    return vjp, jvp
+
+
+_batch_norm_vjp_mean, _batch_norm_jvp_mean = _running_rules(_by_running_mean, 3)
+_batch_norm_vjp_var, _batch_norm_jvp_var = _running_rules(_by_running_var, 4)
 
 
 def _batch_norm_update(x, weight, bias, running_mean, running_var, *, momentum, eps, batch_dims, training):
@@ -170,6 +194,8 @@ def _onnx_batch_norm(e, inputs, out, attrs):
 register_op("batch_norm", _batch_norm,
             (_batch_norm_vjp_x, "(g * out[0]).sum(axis=_channels(x, batch_dims)[0])",
              "g.sum(axis=_channels(x, batch_dims)[0])", _batch_norm_vjp_mean, _batch_norm_vjp_var),
+            jvp=(_batch_norm_jvp_x, "np.reshape(t, _channels(x, batch_dims)[1]) * out[0]",
+                 "np.reshape(t, _channels(x, batch_dims)[1])", _batch_norm_jvp_mean, _batch_norm_jvp_var),
             save=_batch_norm_saving, update=_batch_norm_update, state=(3, 4), shape=_batch_norm_shape,
             batch=_batch_norm_batch, domain=[REAL, REAL, REAL, REAL, POSITIVE],
             examples=[ex((3, 4, 4), (3,), (3,), (3,), (3,)), ex((2, 5), (2,), (2,), (2,), (2,), training=True),

@@ -5,8 +5,8 @@ import math
 import numpy as np
 
 from .batching import Lift, along_axis, elementwise, losses, ranks, shift
-from .registry import (FLOATS, PROBABILITY, REAL, DTypeError, Integers, ShapeError, broadcast_shape, ex, indexed_by,
-                       register_op, show_shape, unbroadcast)
+from .registry import (FLOATS, MULTILINEAR, PROBABILITY, REAL, DTypeError, Integers, ShapeError, broadcast_shape, ex,
+                       indexed_by, register_op, show_shape, unbroadcast)
 from .tensor import _axes
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -39,7 +39,8 @@ def _log_softmax(x, *, axis: int = -1):
 
 
 def _softmax_vjp(g, out, axis: int):
-    """out·(g − Σ g·out) along axis, from the softmax's output alone, the difference taken in place."""
+    """out·(g − Σ g·out) along axis, from the softmax's output alone, the difference taken in place. The
+    Jacobian, diag(out) − out·outᵀ, is symmetric: with a tangent for g this is the jvp too."""
     d = g * out
     d -= out * d.sum(axis=axis, keepdims=True)
     return d
@@ -47,12 +48,18 @@ def _softmax_vjp(g, out, axis: int):
 
 SOFTMAX_EXAMPLES = [ex((4,)), ex((2, 3)), ex((2, 3), axis=0)]
 
-register_op("softmax", _softmax, "_softmax_vjp(g, out, axis)",
+register_op("softmax", _softmax, "_softmax_vjp(g, out, axis)", jvp="_softmax_vjp(t, out, axis)",
             shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
             onnx=lambda e, i, o, a: e.node("Softmax", i, o, axis=a["axis"]), torch="x: torch.softmax(x, dim=axis)")
 
+def _log_softmax_jvp(t, p, axis: int):
+    """The tangent of log-softmax, t − Σ p·t along axis, given the softmax p (J = I − 1·pᵀ; the vjp is Jᵀ·g)."""
+    return t - np.sum(p * t, axis=axis, keepdims=True)
+
+
 register_op("log_softmax", _log_softmax, "g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)",
-            shape=_axis_shape, batch=along_axis, examples=SOFTMAX_EXAMPLES,
+            jvp="_log_softmax_jvp(t, np.exp(out), axis)", shape=_axis_shape, batch=along_axis,
+            examples=SOFTMAX_EXAMPLES,
             onnx=lambda e, i, o, a: e.node("LogSoftmax", i, o, axis=a["axis"]),
             torch="x: torch.log_softmax(x, dim=axis)")
 
@@ -181,9 +188,21 @@ def onnx_reduced(e, per: str, rank: int, reduction: str, batch_dims: int, out: s
     return e.reduce("ReduceMean" if reduction == "mean" else "ReduceSum", per, axes, False, out)
 
 
+# The losses' jvp rules are functions, not expressions: an expression's tangent `t` would shadow the target t.
+# The loss is linear in log p, whose tangent is dp/p, and in t.
+
+def _cross_entropy_jvp_p(dp, out, p, t, *, base, axis, reduction, batch_dims):
+    return _cross_entropy_of_log(dp / p, t, base, axis, reduction, batch_dims)
+
+
+def _cross_entropy_jvp_t(dt, out, p, t, *, base, axis, reduction, batch_dims):
+    return _cross_entropy_of_log(np.log(p), dt, base, axis, reduction, batch_dims)
+
+
 register_op("cross_entropy", _cross_entropy,
             ("_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * t / p",
              "_broadcast(_loss_grad(g, p, t, axis, reduction, -1 / math.log(base), batch_dims) * np.log(p), t)"),
+            jvp=(_cross_entropy_jvp_p, _cross_entropy_jvp_t),
             shape=_loss_shape, batch=losses, examples=LOSS_EXAMPLES, domain=[PROBABILITY, PROBABILITY],
             fault="log of a zero probability: use softmax_cross_entropy on logits instead",
             onnx=lambda e, i, o, a: onnx_loss(e, e.node("Log", [i[0]]), i[1], o, a),
@@ -330,7 +349,8 @@ register_op("nll_loss", _nll_loss,
             shape=_label_loss_shape, batch=_labels_batch, dtype=indexed_by(1, rest=FLOATS), examples=LABEL_EXAMPLES,
             domain=[REAL, Integers(0, CLASSES)], fault=LABEL_FAULT,
             onnx=lambda e, i, o, a: onnx_labels(e, "NegativeLogLikelihoodLoss", i, o, a, 1.0),
-            torch="logp, t: torch_labels(F.nll_loss, logp, t, weight, ignore_index, axis, reduction, batch_dims)")
+            torch="logp, t: torch_labels(F.nll_loss, logp, t, weight, ignore_index, axis, reduction, batch_dims)",
+            jvp=MULTILINEAR)
 
 
 # -- softmax cross-entropy: t probabilities, or class labels by its dtype (its rank one short of z's) ----
@@ -405,6 +425,17 @@ def _onnx_softmax_cross_entropy(e, inputs: list, out: str, a: dict) -> str:
     return onnx_loss(e, e.node("LogSoftmax", [inputs[0]], axis=a["axis"]), inputs[1], out, a)
 
 
+def _softmax_cross_entropy_jvp_z(dz, out, z, t, *, base, axis, reduction, batch_dims, weight, ignore_index):
+    """The loss is linear in log p = log_softmax(z): the loss of log p's tangent, from the saved softmax."""
+    return _softmax_loss(_log_softmax_jvp(dz, out[0], axis), t, base, axis, reduction, batch_dims, weight,
+                         ignore_index)
+
+
+def _softmax_cross_entropy_jvp_t(dt, out, z, t, *, base, axis, reduction, batch_dims, weight, ignore_index):
+    """Probability targets (labels have no tangent): the loss of the saved log p against dt."""
+    return _cross_entropy_of_log(out[1], dt, base, axis, reduction, batch_dims)
+
+
 # t one axis short of z holds class labels, so these probability targets of lower rank are two axes short
 SOFT_TARGET_EXAMPLES = [(shapes, attrs) for shapes, attrs in LOSS_EXAMPLES if len(shapes[1]) != len(shapes[0]) - 1] + [
     ex((2, 2, 3), (3,), batch_dims=1, reduction="sum"), ex((3, 2, 2), (2,), axis=0)]
@@ -415,7 +446,8 @@ register_op("softmax_cross_entropy", _softmax_cross_entropy,  # `out` is saved: 
              " else _labels_vjp(g, z, t, weight, ignore_index, -1 / math.log(base), axis, reduction, batch_dims,"
              " out[0])",
              "_fit(_loss_grad(g, z, t, axis, reduction, -1 / math.log(base), batch_dims) * out[1], t)"),
-            shape=_softmax_loss_shape, batch=_softmax_loss_batch, save=_softmax_cross_entropy_saving,
+            jvp=(_softmax_cross_entropy_jvp_z, _softmax_cross_entropy_jvp_t), shape=_softmax_loss_shape,
+            batch=_softmax_loss_batch, save=_softmax_cross_entropy_saving,
             dtype=_logits_and_targets, examples=SOFT_TARGET_EXAMPLES, domain=[REAL, PROBABILITY], fault=LABEL_FAULT,
             onnx=_onnx_softmax_cross_entropy,
             torch="z, t: torch_loss(-(t * torch.log_softmax(z, dim=axis)).sum(dim=axis) / math.log(base), reduction, "
@@ -456,6 +488,14 @@ def _per_element_grad(g, z, t, reduction, batch_dims):
     """∂L/∂(each element's loss): g lined up with the elements, ÷ their number per loss for a mean."""
     shape = np.broadcast_shapes(np.shape(z), np.shape(t))
     return _spread(g, len(shape), reduction, batch_dims, max(math.prod(shape[batch_dims:]), 1))
+
+
+def _bce_jvp_z(dz, out, z, t, *, reduction, pos_weight, batch_dims):
+    return _reduce(_bce_dz(z, t, pos_weight) * dz, reduction, 1, batch_dims)
+
+
+def _bce_jvp_t(dt, out, z, t, *, reduction, pos_weight, batch_dims):
+    return _reduce(_bce_dt(z, t, pos_weight) * dt, reduction, 1, batch_dims)
 
 
 def _binary_cross_entropy_with_logits(z, t, *, reduction: str = "mean", pos_weight: float | list[float] | None = None,
@@ -499,7 +539,8 @@ def _onnx_bce(e, inputs: list, out: str, a: dict) -> str:
 register_op("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits,
             ("_fit(_per_element_grad(g, z, t, reduction, batch_dims) * _bce_dz(z, t, pos_weight), z)",
              "_fit(_per_element_grad(g, z, t, reduction, batch_dims) * _bce_dt(z, t, pos_weight), t)"),
-            shape=_bce_shape, batch=_per_element_losses, domain=[REAL, PROBABILITY], onnx=_onnx_bce,
+            jvp=(_bce_jvp_z, _bce_jvp_t), shape=_bce_shape, batch=_per_element_losses, domain=[REAL, PROBABILITY],
+            onnx=_onnx_bce,
             examples=[ex((3,), (3,)), ex((), ()), ex((2, 3), (2, 3), reduction="sum"),
                       ex((2, 3), (2, 3), reduction="none"), ex((2, 3), (3,), pos_weight=2.0),
                       ex((2, 3), (2, 3), pos_weight=[1.0, 0.5, 3.0], batch_dims=1),

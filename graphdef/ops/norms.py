@@ -3,7 +3,8 @@
 Both normalize x within groups of its trailing axes, x̂ = (x − μ)/√(σ² + eps), then scale and shift it:
 weight·x̂ + bias. layer_norm's group is its last normalized_ndim axes; group_norm's, a group of channels
 with all their spatial axes. The backward is fused: with ĝ = g·weight, ∂L/∂x = (ĝ − mean ĝ − x̂·mean(ĝ·x̂))/σ
-within each group, from the x̂ and 1/σ the forward saved.
+within each group, from the x̂ and 1/σ the forward saved. That map is x̂'s Jacobian in x, which is
+symmetric, so forward mode applies it to x's tangent: the tangent of x̂, times weight.
 """
 import numpy as np
 
@@ -26,15 +27,26 @@ def _normalize(x, scale, shift, tail: int, groups: int, eps: float):
     return normalized * scale + shift, (normalized, inv_std)
 
 
-def _normalize_vjp(g_scaled, saved, x, tail: int, groups: int):
-    """∂L/∂x from ĝ = g·scale (a fresh product: it is overwritten) and the saved (x̂, 1/σ), in three passes over ĝ."""
+def _through_normalization(v, saved, tail: int, groups: int):
+    """v (a fresh array: it is overwritten) times x̂'s Jacobian in x, (v − mean v − x̂·mean(v·x̂))/σ within each
+    group, from the saved (x̂, 1/σ), in three passes over v. The Jacobian is symmetric: J·v and Jᵀ·v alike."""
     normalized, inv_std = saved
-    gv, xv = _grouped(g_scaled, tail, groups), _grouped(normalized, tail, groups)
+    gv, xv = _grouped(v, tail, groups), _grouped(normalized, tail, groups)
     projection = (gv * xv).mean(axis=-1, keepdims=True)
     gv -= gv.mean(axis=-1, keepdims=True)
     gv -= xv * projection
     gv *= inv_std
-    return unbroadcast(gv.reshape(g_scaled.shape), x.shape)
+    return gv.reshape(v.shape)
+
+
+def _normalize_vjp(g_scaled, saved, x, tail: int, groups: int):
+    """∂L/∂x from ĝ = g·scale (a fresh product: it is overwritten) and the saved (x̂, 1/σ)."""
+    return unbroadcast(_through_normalization(g_scaled, saved, tail, groups), x.shape)
+
+
+def _normalize_jvp(t, saved, scale, tail: int, groups: int):
+    """The tangent of scale·x̂ + shift for a tangent t of x."""
+    return _through_normalization(np.array(t, dtype=np.result_type(t, saved[0])), saved, tail, groups) * scale
 
 
 def _check_affine(expected, weight, bias) -> None:
@@ -93,6 +105,7 @@ def _onnx_layer_norm(e, inputs: list, out: str, a: dict) -> str:
 register_op("layer_norm", _layer_norm,  # `out` is saved: (x̂, 1/σ)
             ("_normalize_vjp(g * weight, out, x, normalized_ndim, 1)", "unbroadcast(g * out[0], weight.shape)",
              "unbroadcast(g, bias.shape)"),
+            jvp=("_normalize_jvp(t, out, weight, normalized_ndim, 1)", "t * out[0]", "t"),
             shape=_layer_norm_shape, batch=_trailing_axes, save=_layer_norm_saving,
             examples=[ex((4,), (4,), (4,)), ex((2, 3), (3,), (3,)), ex((2, 3, 4), (3, 4), (3, 4), normalized_ndim=2),
                       ex((3, 2), (2,), (2,), eps=0.1)],
@@ -157,6 +170,10 @@ register_op("group_norm", _group_norm,  # `out` is saved: (x̂, 1/σ)
              " x.ndim - batch_dims, num_groups)",
              "unbroadcast(g * out[0], _channel_shape(weight, x, batch_dims)).reshape(weight.shape)",
              "unbroadcast(g, _channel_shape(bias, x, batch_dims)).reshape(bias.shape)"),
+            jvp=("_normalize_jvp(t, out, np.reshape(weight, _channel_shape(weight, x, batch_dims)),"
+                 " x.ndim - batch_dims, num_groups)",
+                 "np.reshape(t, _channel_shape(t, x, batch_dims)) * out[0]",
+                 "np.reshape(t, _channel_shape(t, x, batch_dims))"),
             shape=_group_norm_shape, batch=_channels_after_samples, save=_group_norm_saving,
             examples=[ex((4, 3), (4,), (4,), num_groups=2), ex((6, 2, 2), (6,), (6,), num_groups=3),
                       ex((4,), (4,), (4,), num_groups=2), ex((3, 2), (3,), (3,), num_groups=1),

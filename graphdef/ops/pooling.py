@@ -15,7 +15,7 @@ import numpy as np
 from .conv import (CELLS, PLACES, Size, Window, _check_sample, _interior, _ints, _onnx_native, _onnx_on_batch,
                    _positions, _regions, _samples_first, _selection_terms, _selections, _static_shape)
 from .conv import _on_samples  # noqa: F401 - read by the PyTorch expressions
-from .registry import ShapeError, ex, positive, register_op, show_shape
+from .registry import LINEAR, ShapeError, ex, positive, register_op, show_shape
 
 
 @functools.lru_cache(maxsize=256)
@@ -103,17 +103,34 @@ def _max_pool2d_saving(x, *, kernel_size, stride, padding, dilation, ceil_mode, 
     return y, (y, padded)
 
 
-def _max_pool2d_vjp(g, saved, x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
-    """g to the first largest cell of each window: the offsets in order, each taking what is left of g where
-    it holds the maximum."""
-    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+def _first_maxima(saved, win: Window):
+    """For each kernel offset in order, the windows whose first largest cell it reads (booleans shaped like the
+    output): the cell both rules differentiate through, as F.max_pool2d."""
     y, padded = saved
-    grad, left = np.zeros_like(padded, dtype=g.dtype), np.array(g, order="K")
-    for cells, into in zip(_offsets(padded, win, y.shape[-2:]), _offsets(grad, win, y.shape[-2:])):
-        taken = (cells == y) * left
-        into += taken
-        left -= taken
+    unclaimed = np.ones(y.shape, bool)
+    for cells in _offsets(padded, win, y.shape[-2:]):
+        first = unclaimed & (cells == y)
+        unclaimed ^= first
+        yield first
+
+
+def _max_pool2d_vjp(g, saved, x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
+    """g to the first largest cell of each window."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    grad = np.zeros_like(saved[1], dtype=g.dtype)
+    for first, into in zip(_first_maxima(saved, win), _offsets(grad, win, g.shape[-2:])):
+        into += np.where(first, g, 0)
     return grad[(..., *_interior(win, x.shape[-2:]))]
+
+
+def _max_pool2d_jvp(t, saved, x, *, kernel_size, stride, padding, dilation, ceil_mode, batch_dims):
+    """The tangent at the first largest cell of each window."""
+    win = _pool_window(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    y = saved[0]
+    tangent = np.zeros_like(y, dtype=np.result_type(t))
+    for first, cells in zip(_first_maxima(saved, win), _offsets(_padded(t, win, 0.0), win, y.shape[-2:])):
+        np.copyto(tangent, cells, where=first)
+    return tangent
 
 
 def _onnx_max_pool2d(e, inputs, out, attrs):
@@ -121,8 +138,8 @@ def _onnx_max_pool2d(e, inputs, out, attrs):
     return _onnx_pool(e, "MaxPool", inputs[0], out, win, dilations=list(win.dilation))
 
 
-register_op("max_pool2d", _max_pool2d, _max_pool2d_vjp, save=_max_pool2d_saving, shape=_pool_shape("max_pool2d"),
-            batch=_samples_first,
+register_op("max_pool2d", _max_pool2d, _max_pool2d_vjp, jvp=_max_pool2d_jvp, save=_max_pool2d_saving,
+            shape=_pool_shape("max_pool2d"), batch=_samples_first,
             examples=[ex((2, 4, 4), kernel_size=2), ex((2, 5, 5), kernel_size=[3, 2], stride=[2, 1], padding=1),
                       ex((1, 5, 5), kernel_size=2, stride=2, ceil_mode=True),
                       ex((2, 6, 5), kernel_size=2, stride=1, padding=1, dilation=[2, 1]),
@@ -225,7 +242,7 @@ register_op("avg_pool2d", _avg_pool2d, _avg_pool2d_vjp, shape=_pool_shape("avg_p
                          count_include_pad=False)],
             onnx=_onnx_avg_pool2d,
             torch="x: _on_samples(batch_dims, _torch_avg_pool2d, x, F, kernel_size, stride, padding, ceil_mode, "
-                  "count_include_pad, dilation)")
+                  "count_include_pad, dilation)", jvp=LINEAR)
 
 
 def _spatial_axes(rank: int, batch_dims: int) -> tuple:
@@ -253,4 +270,4 @@ register_op("global_avg_pool", _global_avg_pool, "np.broadcast_to(g * (np.size(o
             onnx=lambda e, i, o, a: e.reduce("ReduceMean", i[0], _spatial_axes(e.ranks[0], a["batch_dims"]), True, o),
             torch="x: x.mean(dim=_spatial_axes(x.ndim, batch_dims), keepdim=True)",
             doc="The mean of each channel of x [C, *spatial], its spatial axes kept as size 1, as ONNX's "
-                "GlobalAveragePool; batch_dims leading axes are kept too (∂/∂x: g shared equally)")
+                "GlobalAveragePool; batch_dims leading axes are kept too (∂/∂x: g shared equally)", jvp=LINEAR)

@@ -4,6 +4,13 @@ Rule signatures, shared by every op:
 
     forward(*inputs, **attrs) -> out
     backward: one rule per input, vjp_i(g, out, *inputs, **attrs) -> ∂L/∂input_i (None: not differentiable)
+    jvp: one rule per input, jvp_i(t, out, *inputs, **attrs) -> the tangent of out that a tangent t of
+        input i makes (forward mode: J_i·t, of out's shape or broadcasting to it); `out` as the backward
+        rules get it. Or one word for the whole op: LINEAR (linear in all inputs together: concat,
+        reshape; J_i·t = forward with t in place i and zeros elsewhere) or MULTILINEAR (linear in each
+        input while the others are held: matmul, conv, gather's values; J_i·t = forward with t in
+        place i). Default for elementwise ops: DIAGONAL, their Jacobians are diagonal, so J·t is the
+        backward rule with t for g
     shape(*input_shapes, **attrs) -> output shape
     batch(shapes, batched, **attrs) -> Lift: how the op runs on a batch (see ops/batching.py);
         None: the engine runs it once per sample, which is always right and slow
@@ -170,6 +177,7 @@ class Op:
     update: Callable | None = None  # training-mode update of the state inputs
     state: tuple = ()  # positions of the inputs that are state (running statistics)
     context: tuple = ()  # which of CONTEXT the rules take
+    jvp: tuple = ()  # one Jacobian-vector rule per input (forward mode), None where there is no tangent
     scope: dict = field(default=None, repr=False, compare=False)  # the module that registered it
 
     def __repr__(self):
@@ -222,6 +230,7 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+LINEAR, MULTILINEAR, DIAGONAL = "linear", "multilinear", "diagonal"  # jvp rules derived from the forward or backward
 _TORCH_FUNCTIONS: dict[str, Callable] = {}
 
 
@@ -301,7 +310,7 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
                 examples=(), domain=(), save: Callable | None = None, fault: str | None = None,
                 onnx: Callable | None = None, dtype: Callable | None = None, torch: str | None = None,
                 outputs: Callable | None = None, update: Callable | None = None, state: tuple = (),
-                replace: bool = False, scope: dict | None = None):
+                jvp=None, replace: bool = False, scope: dict | None = None):
     """Register an op; usable as a call or, without `forward`, as a decorator of it.
 
     `backward` is a tuple of one rule per input (a single rule for a one-input op); rules
@@ -310,12 +319,12 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
     says how the op runs on a batch (default: once per sample). `examples` and `domain`
     feed the tests generated from this registry; `fault` is the advice given when the op
     produces NaN or infinity; `onnx` writes its ONNX nodes; `dtype`, `torch`, `outputs`,
-    `update` and `state` are described in the module docstring.
+    `update`, `state` and `jvp` are described in the module docstring.
     """
     scope = scope if scope is not None else sys._getframe(1).f_globals
     options = dict(shape=shape, batch=batch, doc=doc, examples=examples, domain=domain, save=save, fault=fault,
                    onnx=onnx, dtype=dtype, torch=torch, outputs=outputs, update=update, state=state,
-                   replace=replace, scope=scope)
+                   jvp=jvp, replace=replace, scope=scope)
     if forward is None:
         return lambda f: register_op(name, f, backward, **options)
     if name in OPS and not replace:
@@ -331,13 +340,52 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
     backward = tuple(Expr.make(["g", "out", *args, *attrs, *context, *(["output"] if outputs else [])],
                                2 + len(args), rule, scope, f"{name} vjp{i}")
                      if isinstance(rule, str) else rule for i, rule in enumerate(backward))
+    from .batching import elementwise  # batching.py imports this module: read when ops register
+    if jvp is None and batch is elementwise:
+        jvp = DIAGONAL
+    keywords = [*attrs, *context, *(["output"] if outputs else [])]
     doc = (doc or inspect.getdoc(forward if not isinstance(forward, Expr) else None) or "").strip()
     OPS[name] = Op(name, forward, backward, shape or broadcast_shape, doc.splitlines()[0] if doc else "",
                    args, attrs, batch, tuple(examples), tuple(domain), save,
                    fault or "check the ranges of its inputs", onnx, dtype or FLOATS, torch, outputs, update,
-                   tuple(state), context, scope)
+                   tuple(state), context, _tangent_rules(name, jvp, forward, backward, args, keywords, scope), scope)
     _TORCH_FUNCTIONS.pop(name, None)
     return forward
+
+
+def _tangent_rules(name: str, jvp, forward, backward: tuple, args: tuple, keywords: list, scope: dict) -> tuple:
+    """One forward-mode rule per input (None where none is given), from the op's `jvp` argument."""
+    if jvp in (LINEAR, MULTILINEAR):
+        return tuple(rule and _linear_tangent(forward, i, jvp == LINEAR) for i, rule in enumerate(backward))
+    if jvp == DIAGONAL:
+        return tuple(rule and _diagonal_tangent(rule) for rule in backward)
+    jvp = (jvp,) if callable(jvp) or isinstance(jvp, str) else tuple(jvp or (None,) * len(args))
+    if len(jvp) != len(args):
+        raise ValueError(f"op '{name}': {len(args)} inputs but {len(jvp)} jvp rules")
+    if "t" in args and any(isinstance(rule, str) for rule in jvp):
+        raise ValueError(f"op '{name}': an input named 't' hides the tangent `t` of its jvp expressions; "
+                         "write those rules as functions")
+    return tuple(Expr.make(["t", "out", *args, *keywords], 2 + len(args), rule, scope, f"{name} jvp{i}")
+                 if isinstance(rule, str) else rule for i, rule in enumerate(jvp))
+
+
+def _linear_tangent(forward: Callable, i: int, jointly: bool) -> Callable:
+    """J_i·t of an op linear in its inputs: its forward on t in place i (the other inputs zeroed when the
+    op is linear in all of them together, held when it is linear in each alone)."""
+    def rule(t, out, *inputs, **attrs):
+        import numpy as np
+        held = [np.zeros_like(x) if jointly else x for x in inputs]
+        return forward(*held[:i], t, *held[i + 1:], **attrs)
+    rule.__name__ = rule.__qualname__ = f"linear_jvp{i}"
+    return rule
+
+
+def _diagonal_tangent(vjp: Callable) -> Callable:
+    """J·t of an elementwise op: its Jacobian is diagonal, hence symmetric, so J·t is the vjp rule with t for g."""
+    def rule(t, out, *inputs, **attrs):
+        return vjp(t, out, *inputs, **attrs)
+    rule.__name__ = rule.__qualname__ = "diagonal_jvp"
+    return rule
 
 
 def _forward_expr(text: str, scope: dict, name: str) -> Expr:

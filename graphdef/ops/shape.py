@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .batching import PER_SAMPLE, Lift, ranks, shift
-from .registry import SAME, ShapeError, broadcast_shape, ex, register_op, show_shape
+from .registry import LINEAR, SAME, ShapeError, broadcast_shape, ex, register_op, show_shape
 from .registry import unbroadcast  # noqa: F401  (read by the gradient rules written as expressions)
 from .tensor import _axes
 
@@ -100,7 +100,7 @@ register_op("concat", _concat, ("unbroadcast(g[_at(g.ndim, axis, slice(0, x.shap
             shape=_concat_shape, batch=_join_batch, dtype=SAME, onnx=_onnx_concat,
             torch="x, y: torch.cat([x, y], dim=axis)",
             examples=[ex((2,), (3,)), ex((2, 3), (2, 1), axis=1), ex((2, 2), (1, 2), axis=-2),
-                      ex((1, 2, 2), (1, 2, 1), axis=-1)])
+                      ex((1, 2, 2), (1, 2, 1), axis=-1)], jvp=LINEAR)
 
 
 def _stack(x, y, *, axis: int = 0):
@@ -127,7 +127,7 @@ register_op("stack", _stack, ("unbroadcast(np.take(g, 0, axis), np.shape(x))",
             shape=_stack_shape, batch=_join_batch, dtype=SAME, onnx=_onnx_stack,
             torch="x, y: torch.stack([x, y], dim=axis)",
             examples=[ex((2,), (2,)), ex((2, 3), (2, 3), axis=1), ex((2, 2), (2, 2), axis=-1),
-                      ex((3,), (3,), axis=-2)])
+                      ex((3,), (3,), axis=-2)], jvp=LINEAR)
 
 
 # -- squeeze, unsqueeze, expand, flatten: the same values in another shape -----------------
@@ -173,7 +173,7 @@ def _onnx_squeeze(e, inputs, out, attrs):
 
 register_op("squeeze", _squeeze, RESHAPED, shape=_squeeze_shape, batch=_squeeze_batch, dtype=SAME,
             onnx=_onnx_squeeze, torch="x: x.squeeze() if axis is None else x.squeeze(axis)",
-            examples=[ex((1, 3, 1)), ex((2, 1), axis=1), ex((1, 2, 1), axis=[0, -1]), ex((1,))])
+            examples=[ex((1, 3, 1)), ex((2, 1), axis=1), ex((1, 2, 1), axis=[0, -1]), ex((1,))], jvp=LINEAR)
 
 
 def _unsqueeze(x, *, axis: int | list[int]):
@@ -203,7 +203,8 @@ register_op("unsqueeze", _unsqueeze, RESHAPED, shape=_unsqueeze_shape, dtype=SAM
             batch=lambda shapes, batched, *, axis: Lift(((),), {"axis": shift(axis, ranks(shapes)[0])}),
             onnx=lambda e, i, o, a: e.node("Unsqueeze", [i[0], _int64(e, _axes_list(a["axis"]))], o),
             torch="x: _torch_unsqueeze(x, axis)",
-            examples=[ex((3,), axis=0), ex((2, 3), axis=-1), ex((2,), axis=[0, 2]), ex((2, 2), axis=[-1, 1])])
+            examples=[ex((3,), axis=0), ex((2, 3), axis=-1), ex((2,), axis=[0, 2]), ex((2, 2), axis=[-1, 1])],
+            jvp=LINEAR)
 
 
 def _expand(x, *, shape: list[int]):
@@ -244,7 +245,7 @@ register_op("expand", _expand, "unbroadcast(g, np.shape(x))", shape=_expand_shap
             onnx=lambda e, i, o, a: e.node("Expand", [i[0], _int64(e, [1 if d == -1 else d for d in a["shape"]])], o),
             torch="x: x.expand(*shape)",
             examples=[ex((3,), shape=[2, 3]), ex((2, 1), shape=[-1, 3]), ex((1, 2), shape=[2, 2, -1]),
-                      ex((1,), shape=[3])])
+                      ex((1,), shape=[3])], jvp=LINEAR)
 
 
 def _flattened(shape: tuple, start_axis: int, end_axis: int) -> tuple:
@@ -291,7 +292,7 @@ register_op("flatten", _flatten, RESHAPED, dtype=SAME, batch=_flatten_batch, onn
             shape=lambda x, *, start_axis=0, end_axis=-1: None if x is None else _flattened(x, start_axis, end_axis),
             torch="x: torch.flatten(x, start_axis, end_axis)",
             examples=[ex((2, 3, 2)), ex((2, 3, 2), start_axis=1), ex((2, 2, 2, 2), start_axis=1, end_axis=2),
-                      ex((3, 2), end_axis=0), ex((2, 3, 2), start_axis=-2, end_axis=-1)])
+                      ex((3, 2), end_axis=0), ex((2, 3, 2), start_axis=-2, end_axis=-1)], jvp=LINEAR)
 
 
 # -- tile: copies side by side ---------------------------------------------------------------
@@ -327,7 +328,7 @@ register_op("tile", _tile, "_untile(g, x, repeats)", shape=_tile_shape, dtype=SA
             onnx=lambda e, i, o, a: e.node("Tile", [i[0], _int64(e, list(a["repeats"]))], o),
             torch="x: torch.tile(x, tuple(repeats))",
             examples=[ex((3,), repeats=[2]), ex((2, 3), repeats=[2, 1]), ex((1, 2), repeats=[3, 2]),
-                      ex((2, 1, 2), repeats=[1, 3, 2]), ex((), repeats=[])])
+                      ex((2, 1, 2), repeats=[1, 3, 2]), ex((), repeats=[])], jvp=LINEAR)
 
 
 # -- cast_like: the same values in another dtype ----------------------------------------------
@@ -351,4 +352,5 @@ def _onnx_cast_like(e, inputs, out, attrs):
 
 register_op("cast_like", _cast_like, ("np.asarray(g).astype(np.result_type(x))", "np.zeros(np.shape(like))"),
             shape=lambda x, like: broadcast_shape(x), batch=_cast_like_batch, dtype=lambda x, like: like,
-            onnx=_onnx_cast_like, torch="x, like: x.to(like.dtype)", examples=[ex((3,), (2,)), ex((2, 3), ())])
+            onnx=_onnx_cast_like, torch="x, like: x.to(like.dtype)", examples=[ex((3,), (2,)), ex((2, 3), ())],
+            jvp=("t.astype(out.dtype)", "np.zeros_like(out)"))

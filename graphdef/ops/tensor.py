@@ -6,7 +6,7 @@ import string
 import numpy as np
 
 from .batching import Lift, along_axis, matrix_product, permutation, ranks, reduction, reshaping
-from .registry import SAME, ShapeError, broadcast_shape, ex, register_op, show_shape, unbroadcast
+from .registry import LINEAR, MULTILINEAR, SAME, ShapeError, broadcast_shape, ex, register_op, show_shape, unbroadcast
 
 
 def _axes(axis, rank: int) -> tuple:
@@ -69,7 +69,7 @@ register_op("matmul", "x, y: x @ y if x.ndim < 3 or y.ndim > 2 else _rows_times(
             onnx=lambda e, i, o, a: e.node("MatMul", i, o), torch="x, y: torch.matmul(x, y)",
             doc="matrix product x @ y (numpy matmul: 1-D promotion, batched leading dims)",
             examples=[ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((4,), (4,)),
-                      ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))])
+                      ex((2, 2, 3), (3, 2)), ex((2, 3), (2, 3, 4))], jvp=MULTILINEAR)
 
 
 # -- einsum -------------------------------------------------------------------
@@ -231,7 +231,7 @@ register_op("einsum", _einsum, ("_einsum_vjp(g, x, y, equation, 0)", "_einsum_vj
                       ex((3,), (3, 2), equation="i,ij"), ex((2, 3), (2, 3), equation="ij,ij->"),
                       ex((2, 3), (4,), equation="ij,k->ijk"), ex((2, 3), (3,), equation="ij,j->j"),
                       ex((2, 1, 3), (4, 3), equation="...d,kd->...k"), ex((2, 3), (1, 3), equation="ij,ij->ij"),
-                      ex((2, 2, 3), (2, 3), equation="...i,...i->i"), ex((), (), equation=",->")])
+                      ex((2, 2, 3), (2, 3), equation="...i,...i->i"), ex((), (), equation=",->")], jvp=MULTILINEAR)
 
 
 # -- reductions ---------------------------------------------------------------
@@ -278,10 +278,10 @@ def _dims(axis):
 
 register_op("sum", _sum, "_unreduce(g, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
             torch="x: x.sum() if axis is None and not keepdims else x.sum(dim=_dims(axis), keepdim=keepdims)",
-            examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceSum"))
+            examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceSum"), jvp=LINEAR)
 register_op("mean", _mean, "_unreduce(g, x, axis, keepdims) * (np.size(out) / np.size(x))", shape=_reduce_shape,
             torch="x: x.mean() if axis is None and not keepdims else x.mean(dim=_dims(axis), keepdim=keepdims)",
-            batch=reduction, examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceMean"))
+            batch=reduction, examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceMean"), jvp=LINEAR)
 
 
 def _max(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
@@ -294,18 +294,36 @@ def _min(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
     return np.min(x, axis=axis, keepdims=keepdims)
 
 
-def _to_extremes(g, out, x, axis, keepdims):
-    """g to the elements equal to the max (or min), shared evenly among ties, as torch.amax and amin do."""
-    g = _unreduce(g, x, axis, keepdims)
+def _weighted_sum(t, weights, axis, keepdims):
+    """J·t of a reduction whose ∂out/∂x is `weights`, one per element of x (max, logsumexp, prod): Σ weights·t over
+    axis; their vjp rules spread g back times the same weights."""
+    return np.sum(t * weights, axis=axis, keepdims=keepdims)
+
+
+def _tie_shares(out, x, axis, keepdims, dtype):
+    """∂out/∂x of a max (or min): 1 at the element equal to it, shared evenly among ties, as torch.amax and amin."""
     chosen = x == _unreduce(out, x, axis, keepdims)
-    return g * chosen / np.sum(chosen, axis=_axes(axis, np.ndim(x)), keepdims=True, dtype=g.dtype)
+    return chosen / np.sum(chosen, axis=_axes(axis, np.ndim(x)), keepdims=True, dtype=dtype)
 
 
-register_op("max", _max, "_to_extremes(g, out, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
-            doc="largest element over axis (∂ = 1 to it, shared evenly among ties)", examples=REDUCE_EXAMPLES,
+def _to_extremes(g, out, x, axis, keepdims):
+    """g to the elements equal to the max (or min), shared evenly among ties."""
+    g = _unreduce(g, x, axis, keepdims)
+    return g * _tie_shares(out, x, axis, keepdims, g.dtype)
+
+
+def _from_extremes(t, out, x, axis, keepdims):
+    """J·t of a max (or min): t at the extreme element, averaged over ties (the vjp's sharing, transposed)."""
+    return _weighted_sum(t, _tie_shares(out, x, axis, keepdims, np.result_type(t)), axis, keepdims)
+
+
+register_op("max", _max, "_to_extremes(g, out, x, axis, keepdims)", jvp="_from_extremes(t, out, x, axis, keepdims)",
+            shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
+            doc="largest element over axis (∂ = 1 to it, shared evenly among ties)",
             torch="x: torch.amax(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMax"))
-register_op("min", _min, "_to_extremes(g, out, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
-            doc="smallest element over axis (∂ = 1 to it, shared evenly among ties)", examples=REDUCE_EXAMPLES,
+register_op("min", _min, "_to_extremes(g, out, x, axis, keepdims)", jvp="_from_extremes(t, out, x, axis, keepdims)",
+            shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
+            doc="smallest element over axis (∂ = 1 to it, shared evenly among ties)",
             torch="x: torch.amin(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMin"))
 
 
@@ -317,7 +335,13 @@ def _logsumexp(x, *, axis: int | list[int] | None = None, keepdims: bool = False
     return out if keepdims else np.squeeze(out, axis=_axes(axis, np.ndim(x)))
 
 
-register_op("logsumexp", _logsumexp, "_unreduce(g, x, axis, keepdims) * np.exp(x - _unreduce(out, x, axis, keepdims))",
+def _softmax_of(out, x, axis, keepdims):
+    """∂ logsumexp / ∂x: the softmax of x over axis, exp(x − out) from the output."""
+    return np.exp(x - _unreduce(out, x, axis, keepdims))
+
+
+register_op("logsumexp", _logsumexp, "_unreduce(g, x, axis, keepdims) * _softmax_of(out, x, axis, keepdims)",
+            jvp="_weighted_sum(t, _softmax_of(out, x, axis, keepdims), axis, keepdims)",
             shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
             doc="log Σ exp(x) over axis, computed stably (∂/∂x = softmax(x) over axis)",
             torch="x: torch.logsumexp(x, dim=tuple(range(x.ndim)) if axis is None else axis, keepdim=keepdims)",
@@ -351,7 +375,8 @@ def _torch_prod(x, axis, keepdims):
     return x
 
 
-register_op("prod", _prod, "_unreduce(g, x, axis, keepdims) * _others(x, axis)", shape=_reduce_shape,
+register_op("prod", _prod, "_unreduce(g, x, axis, keepdims) * _others(x, axis)",
+            jvp="_weighted_sum(t, _others(x, axis), axis, keepdims)", shape=_reduce_shape,
             batch=reduction, doc="product of elements over axis (∂: the product of the others, exact at zeros)",
             examples=REDUCE_EXAMPLES + [ex((3, 4), axis=[0, 1], keepdims=True)],
             torch="x: _torch_prod(x, axis, keepdims)", onnx=onnx_reduce("ReduceProd"))
@@ -375,7 +400,7 @@ register_op("cumsum", _cumsum, "np.flip(np.cumsum(np.flip(g, axis), axis=axis), 
             batch=along_axis, doc="running sum along axis (∂: the running sum of the gradient from the end)",
             torch="x: torch.cumsum(x, dim=axis)",
             examples=[ex((4,), axis=0), ex((2, 3), axis=1), ex((2, 3), axis=0), ex((2, 3, 2), axis=-2)],
-            onnx=lambda e, i, o, a: e.node("CumSum", [i[0], e.const(a["axis"], np.int64)], o))
+            onnx=lambda e, i, o, a: e.node("CumSum", [i[0], e.const(a["axis"], np.int64)], o), jvp=LINEAR)
 
 
 # -- triangles of matrices ----------------------------------------------------
@@ -405,7 +430,7 @@ register_op("trilu", _trilu, "_trilu(g, upper=upper, k=k)", shape=_matrices_shap
             torch="x: torch.triu(x, k) if upper else torch.tril(x, k)",
             onnx=lambda e, i, o, a: onnx_trilu(e, i[0], o, a["upper"], a["k"]),
             examples=[ex((3, 3)), ex((2, 4), k=1), ex((4, 2), upper=False), ex((2, 3, 3), upper=False, k=-1),
-                      ex((3, 4), k=-2), ex((2, 2), k=5)])
+                      ex((3, 4), k=-2), ex((2, 2), k=5)], jvp=LINEAR)
 
 
 # -- shape changes ------------------------------------------------------------
@@ -430,7 +455,7 @@ register_op("transpose", _transpose, "np.transpose(g, None if axes is None else 
             torch="x: x.permute(*(axes or reversed(range(x.ndim))))",
             examples=[ex((2, 3)), ex((2, 3, 4), axes=[1, 2, 0]), ex((3,))],
             onnx=lambda e, i, o, a: e.node("Transpose", i, o,
-                                           **({} if a["axes"] is None else {"perm": list(a["axes"])})))
+                                           **({} if a["axes"] is None else {"perm": list(a["axes"])})), jvp=LINEAR)
 
 
 def _reshape(x, *, shape: list[int], batch_dims: int = 0):
@@ -460,4 +485,5 @@ register_op("reshape", _reshape, "np.reshape(g, np.shape(x))", shape=_reshape_sh
             examples=[ex((2, 3), shape=[3, 2]), ex((6,), shape=[-1, 2]), ex((1,), shape=[]),
                       ex((2, 3, 4), shape=[12], batch_dims=1), ex((2, 3, 4), shape=[-1, 2], batch_dims=2)],
             onnx=lambda e, i, o, a: e.node("Reshape", [i[0], e.const([0] * a["batch_dims"] + list(a["shape"]),
-                                                                     np.int64)], o))  # ONNX's 0: the size as is
+                                                                     np.int64)], o),  # ONNX's 0: the size as is
+            jvp=LINEAR)
