@@ -21,10 +21,16 @@ needs_matplotlib = pytest.mark.skipif(not graphdef.plot.available() and not os.e
 
 
 def dot_parts(source: str):
-    """(vertex labels, edge labels) of DOT text."""
+    """(vertex labels, edge labels) of DOT text; attributes in any order (vertices and edges carry ids too)."""
     vertices = dict(re.findall(r'^\t"?([\w\[\]/]+)"? \[label="([^"]*)"', source, flags=re.M))
-    edges = re.findall(r'^\t"?[\w\[\]/]+"? -> "?[\w\[\]/]+"? \[label=([^ \]]+)', source, flags=re.M)
-    return vertices, [e.strip('"') for e in edges]
+    return vertices, [e for _, e in edge_labels(source)]
+
+
+def edge_labels(source: str) -> list:
+    """((tail, head), label) of each labelled edge of DOT text."""
+    found = re.findall(r'^\t"?([\w\[\]/]+)"? -> "?([\w\[\]/]+)"? \[(.*)\]$', source, flags=re.M)
+    labels = [((u, v), re.search(r'\blabel=("[^"]*"|[^ \]]+)', attrs)) for u, v, attrs in found]
+    return [(uv, m.group(1).strip('"')) for uv, m in labels if m]
 
 
 def test_draw_dot_shows_lecture_values_and_edge_derivatives(cli, tmp_path):
@@ -33,7 +39,7 @@ def test_draw_dot_shows_lecture_values_and_edge_derivatives(cli, tmp_path):
     vertices, edges = dot_parts((tmp_path / "g.dot").read_text())
     assert {v: vertices[v].split("\n")[-1] for v in "abcde"} == {
         "a": "= 3", "b": "= 5", "c": "= 8", "d": "= 6", "e": "= 48"}
-    assert sorted(edges, key=float) == ["1", "1", "1", "6", "8"]
+    assert sorted(edges, key=float) == ["1", "1", "1", "1", "6", "8"]  # the literal's edge too
 
 
 def test_draw_of_shows_gradients_on_vertices(cli, tmp_path):
@@ -49,7 +55,8 @@ def test_draw_svg_carries_the_numbers(cli, tmp_path):
     assert code == 0
     for expected in ["= 3", "= 5", "= 8", "= 6", "= 48", "∂e/∂a = 6", "∂e/∂b = 14"]:
         assert expected in texts
-    assert sorted(t for t in texts if re.fullmatch(r"-?[\d.]+", t)) == ["1", "1", "1", "1", "6", "8"]  # "1" of b + 1 too
+    numbers = sorted(t for t in texts if re.fullmatch(r"-?[\d.]+", t))
+    assert numbers == ["1", "1", "1", "1", "1", "6", "8"]  # the literal "1" of b + 1 and its edge too
 
 
 @needs_dot
@@ -77,7 +84,9 @@ def test_draw_errors(cli, tmp_path):
 
 def test_tensor_edges_carry_shapes():
     source = to_dot(graphdef.load(MODELS / "mlp.yaml"), {"x": [[1, 2], [3, 4], [5, 6]], "y": [[0, 1]] * 3}).source
-    assert 'x -> a1 [label="[3, 2]"]' in source and 'W1 -> a1 [label="[2, 2]"]' in source
+    edges = dict(edge_labels(source))
+    assert edges[("x", "a1")] == "[3, 2]" and edges[("W1", "a1")] == "[2, 2]"
+    assert 'id="e:x:a1:0"' in source and 'id="v:x"' in source  # the web page finds vertices and edges by them
 
 
 def test_large_graphs_collapse_groups_then_keep_what_is_near_the_outputs():
@@ -94,8 +103,8 @@ def test_large_graphs_collapse_groups_then_keep_what_is_near_the_outputs():
 def test_grad_explain_paths_prints_the_lecture_sums(cli):
     code, out, _ = cli("grad", LECTURE, *AT, "--method", "paths", "--explain")
     assert code == 0
-    assert "∂e/∂a = ∂e/∂c·∂c/∂a = 6×1 = 6" in out
-    assert "∂e/∂b = ∂e/∂c·∂c/∂b + ∂e/∂d·∂d/∂b = 6×1 + 8×1 = 14" in out
+    assert "∂e/∂a = ∂ₗe/∂c·∂ₗc/∂a = 6×1 = 6" in out
+    assert "∂e/∂b = ∂ₗe/∂c·∂ₗc/∂b + ∂ₗe/∂d·∂ₗd/∂b = 6×1 + 8×1 = 14" in out
 
 
 def test_grad_explain_prints_the_backward_sweep(cli):
@@ -103,13 +112,13 @@ def test_grad_explain_prints_the_backward_sweep(cli):
     lines = out.splitlines()
     order = [line.split(" =")[0] for line in lines if line.startswith("∂f/∂")]
     assert code == 0 and order == ["∂f/∂f", "∂f/∂e", "∂f/∂d", "∂f/∂c", "∂f/∂b", "∂f/∂a"]
-    assert any(line.startswith("∂f/∂d = ∂e/∂d·∂f/∂e = 1.13534×-1 = -1.13534") for line in lines)
+    assert any(line.startswith("∂f/∂d = ∂f/∂e·∂ₗe/∂d = -1×1.13534 = -1.13534") for line in lines)
     assert "backward sweep 5 multiplications" in out and "path sum 2 paths, 6 multiplications" in out
 
 
 def test_explain_works_for_tensor_graphs(cli):
     code, out, _ = cli("grad", MODELS / "mlp.yaml", "--at", "x=[1, 2]", "--at", "y=[0, 1]", "--explain")
-    assert code == 0 and "∂E/∂W1 = ∂a1/∂W1·∂E/∂a1   shape [2, 2]" in out
+    assert code == 0 and "∂E/∂W1 = ∂E/∂a1·∂ₗa1/∂W1   shape [2, 2]" in out
 
 
 def test_diamond_paths_double_while_the_sweep_grows_linearly(cli):
