@@ -460,7 +460,8 @@ def test_untrained_weights_are_warned_about(cli, tmp_path, command):
 # -- fuzz: random command lines from the real names --------------------------------------------------------------
 
 FUZZ_RUNS = int(os.environ.get("GRAPHDEF_CLI_FUZZ_RUNS", "200"))
-SLOW_COMMANDS = {"onnx-conformance", "draw", "plot"}  # ONNX's test suite, graphviz, matplotlib: seconds each
+SLOW_COMMANDS = {"onnx-conformance", "draw", "plot",  # ONNX's test suite, graphviz, matplotlib: seconds each
+                 "serve"}  # runs until stopped; tests/test_serve.py gives it hostile options and queries
 JUNK = ["0", "-1", "1", "2", "nan", "inf", "-inf", "1e400", "", " ", "x", "a=3", "b=[1,", "[1, 2]", "{", "a=",
         "=3", "-", "--", "ÿ\u202e", "x" * 300, "models", "nope.yaml", "bad.yaml", "folder", "data.csv"]
 FILES = ["models/lecture.yaml", "models/mlp.yaml", "models/logistic.yaml", "bad.yaml", "nope.yaml", "folder"]

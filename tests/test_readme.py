@@ -18,7 +18,8 @@ The cases are read from the documents themselves, so a command added to one is t
 Commands run from a fresh copy of the repository (nothing is written into the checkout); a plain
 `graphdef ...` runs through the CLI's main() in this process (as tests/test_cli.py does: starting a process
 costs seconds on a busy machine), anything else in bash. No output may show a traceback or an internal
-error. Installs, the whole test suite and the benchmarks (which tests/test_benchmarks.py runs) are skipped,
+error. Installs, the whole test suite, the benchmarks (which tests/test_benchmarks.py runs) and `graphdef serve`
+(a server, which tests/test_serve.py and test_browser.py run) are skipped,
 long commands shortened (`graphdef train` without --epochs runs one epoch; SHORTER), and a command met
 twice runs once: the test id says which and why.
 """
@@ -55,7 +56,8 @@ BAD_OUTPUT = ("Traceback (most recent call last)", "internal error")
 SKIP = ((re.compile(r"^pip install\b"), "installs packages"),
         (re.compile(r"^apt-get\b"), "installs system packages"),
         (re.compile(r"^python -m pytest -q$"), "the whole test suite, this file included"),
-        (re.compile(r"^python benchmarks/run\.py$"), "tests/test_benchmarks.py runs it, in --quick mode"))
+        (re.compile(r"^python benchmarks/run\.py$"), "tests/test_benchmarks.py runs it, in --quick mode"),
+        (re.compile(r"^graphdef serve\b"), "a server runs until stopped: test_serve.py and test_browser.py run it"))
 SHORTER = ((re.compile(r"GRAPHDEF_FUZZ_EXAMPLES=\d+"), "GRAPHDEF_FUZZ_EXAMPLES=2", "2 fuzz examples"),
            (re.compile(r"^(python benchmarks/train_digits\.py)$"), r"\1 --repeats 1", "1 repeat"))
 SHELL_SYNTAX = re.compile(r"[|;&<>$`(){}]")  # a command bash must run

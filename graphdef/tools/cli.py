@@ -282,15 +282,17 @@ def cmd_run(args, out, err):
 def cmd_grad(args, out, err):
     model = _load(args, args.model)
     if args.explain and args.method == "numeric":
-        raise UsageError("--explain shows the backward sweep (--method reverse, the default) or every path "
-                         "(--method paths); numeric differences have no steps to show")
+        raise UsageError("--explain shows the backward sweep (--method reverse, the default), the forward-mode "
+                         "passes (--method forward) or every path (--method paths); numeric differences have no "
+                         "steps to show")
     if args.explain:
-        from .explain import explain_paths, explain_sweep
-        explain = explain_paths if args.method == "paths" else explain_sweep
+        from . import explain as explaining
+        explain = {"paths": explaining.explain_paths, "forward": explaining.explain_forward}.get(
+            args.method, explaining.explain_sweep)
         print(explain(model, _inputs(args), of=args.of, wrt=args.wrt), file=out)
         return
-    values, grads = model.value_and_gradients(_inputs(args), of=args.of, wrt=args.wrt, method=args.method)
-    of = model.resolve(args.of, args.wrt)[0]
+    of, wrt = model.resolve(args.of, args.wrt, labels=False)  # labels' gradients only when asked for
+    values, grads = model.value_and_gradients(_inputs(args), of=of, wrt=wrt, method=args.method)
     if args.check_numerics:
         model.check_numerics(values, grads, of)
     if args.json:
@@ -309,6 +311,12 @@ def cmd_draw(args, out, err):
     print(f"wrote {path}", file=err)
 
 
+def cmd_serve(args, out, err):
+    from . import serve
+    model = _load(args, args.model)
+    return serve.run(model, args.host, args.port, args.open, args.max_nodes, out, err)
+
+
 def cmd_cost(args, out, err):
     if (args.model is None) == (args.diamond is None):
         raise UsageError("give a MODEL, or --diamond DEPTH for the table of stacked diamonds")
@@ -319,8 +327,13 @@ def cmd_cost(args, out, err):
             print(f"{depth:>5} {c.paths:>14,} {c.path_multiplications:>16,} {c.sweep_multiplications:>12,}", file=out)
         return
     model = _load(args, args.model)
-    of, wrt = model.resolve(args.of, args.wrt)
-    print(f"∂{of}/∂({', '.join(wrt)}): {cost(model, of, wrt)}", file=out)
+    of, wrt = model.resolve(args.of, args.wrt, labels=False)
+    c = cost(model, of, wrt)
+    print(f"∂{of}/∂({', '.join(wrt)}), counted on the scalar graph (one multiplication per edge derivative used):",
+          file=out)
+    _table(("method", "paths/passes", "multiplications", "additions"),
+           [(m, n, f"{x:,}", f"{a:,}") for m, n, x, a in c.rows()], out)
+    print(c.verdict(), file=out)
 
 
 def cmd_plan(args, out, err):
@@ -368,7 +381,7 @@ def cmd_conformance(args, out, err):
 
 def cmd_plot(args, out, err):
     from ..training.plot import plot_run
-    print(f"wrote {plot_run(args.run_dir)}", file=err)
+    print(f"wrote {plot_run(args.run_dir, log=args.log)}", file=err)
 
 
 def cmd_train(args, out, err):
@@ -466,6 +479,17 @@ def _inputs(args) -> dict:
         except yaml.YAMLError:
             raise GraphDefError(f"--at {item}: the value is not a YAML literal (try 3, 0.5 or [1, 2])") from None
     return values
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type for counts that must be positive (--max-nodes): 0 would draw nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _table(header: tuple, rows, out) -> None:
@@ -589,16 +613,25 @@ def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
             WRT.but(help="inputs/parameters (default: all)"),
             arg("--method", choices=METHODS, default="reverse"),
             arg("--explain", action="store_true",
-                help="show the backward sweep step by step (with --method paths: every path and its product)"),
+                help="show the backward sweep step by step (with --method forward: the forward-mode passes; "
+                     "with --method paths: every path and its product)"),
         )),
         Command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges", (
             MODEL, AT.but(help="an input value: show forward values"), INPUTS,
             OF.but(help="also show ∂NODE/∂vertex on every vertex (needs input values)"),
             OUTPUT.but(required=True, metavar="OUT", help="OUT.svg, .png, .pdf or .dot"),
-            arg("--max-nodes", type=int, default=draw.MAX_NODES, metavar="N",
+            arg("--max-nodes", type=_at_least_one, default=draw.MAX_NODES, metavar="N",
                 help="collapse groups, then drop far vertices, above this many (default %(default)s)"),
         )),
-        Command("cost", cmd_cost, "work of the path sum against the backward sweep", (
+        Command("serve", cmd_serve, "the lecture in the browser: a local page showing values, the sweeps and paths", (
+            MODEL,
+            arg("--port", type=int, default=8765, metavar="N", help="0 picks a free port (default %(default)s)"),
+            arg("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)"),
+            arg("--open", action="store_true", help="open the page in a web browser"),
+            arg("--max-nodes", type=_at_least_one, default=draw.MAX_NODES, metavar="N",
+                help="collapse groups, then drop far vertices, above this many (default %(default)s)"),
+        )),
+        Command("cost", cmd_cost, "work of the path sum, forward mode and reverse mode (the backward sweep)", (
             MODEL.but(nargs="?"), OF, WRT,
             arg("--diamond", type=int, metavar="DEPTH", help="the table for stacked diamonds of depth 1..DEPTH"),
         )),
@@ -623,7 +656,10 @@ def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
                 (arg("--report", metavar="FILE.md", help="also write the cases run, passed and skipped (with why)"),),
                 loads_models=False),
         Command("plot", cmd_plot, "redraw a run's training curves (RUN_DIR/curves.png)",
-                (arg("run_dir", metavar="RUN_DIR"),), loads_models=False),
+                (arg("run_dir", metavar="RUN_DIR"),
+                 arg("--log", action=argparse.BooleanOptionalAction, default=None,
+                     help="loss on a log scale, or not (default: when it spans more than two decades)")),
+                loads_models=False),
         Command("train", cmd_train, "train a model and save it in a run directory", (
             MODEL.but(nargs="?"),
             arg("--data", help=data_help + " (default: the model's training.data)"),
