@@ -89,7 +89,8 @@ def test_an_included_file_that_is_not_graphdef_is_never_echoed(tmp_path, content
     write(tmp_path, "private.yaml", content)
     model = write(tmp_path, "model.yaml", including("private.yaml"))
     error = refused(lambda: graphdef.load(model), "not a graphdef file of functions")
-    assert not any(word in str(error) for word in ("root:", "hunter2", "secret", "42"))
+    shown = str(error).replace(str(tmp_path), "")  # the folder's name may hold 42 (pytest-of-root/pytest-423)
+    assert not any(word in shown for word in ("root:", "hunter2", "secret", "42"))
 
 
 def test_a_model_file_that_is_not_graphdef_is_not_echoed(tmp_path):
