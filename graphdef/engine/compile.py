@@ -275,9 +275,12 @@ def compile_backprop(graph, steps, backward_steps, of: str, wrt, wanted, keep=()
     saving = {s.name for s in backward_steps if s.op.save is not None and w.lift(s) is not PER_SAMPLE}
     _forward_lines(w, steps, saving)
     keep = set(wrt) | set(keep)
-    has = {of}
+    has = {of} if of in wanted else set()  # else no gradient reaches `of` (an integer output): zeros throughout
+    if of in wanted and of not in {s.name for s in steps} | set(_leaves(w.graph, steps)):  # `of` is a leaf itself
+        w.line(f"{w.slot(of)} = " + (f"float(env[{of!r}])" if floats else f"env[{of!r}]"))
     scale = f", 1 / len({w.slot(of)})" if mean and of in batched else ""  # the mean over samples
-    w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"seed({w.slot(of)}{scale})"), reads=[w.slot(of)])
+    if has:
+        w.line(f"{w.slot(of, 'g')} = " + ("1.0" if floats else f"seed({w.slot(of)}{scale})"), reads=[w.slot(of)])
     for step in reversed(backward_steps):
         for k, (arg, rule) in enumerate(zip(step.inputs, step.op.backward)):
             if arg in wanted and rule is not None:

@@ -96,7 +96,9 @@ def check_numerics(model, values: dict, grads: dict | None = None, of: str | Non
 
 def _range(value) -> str:
     value = np.asarray(value)
-    return f"[{np.nanmin(value):.4g}, {np.nanmax(value):.4g}]" if value.size and not np.all(np.isnan(value)) else "[nan]"
+    if not value.size or np.all(np.isnan(value)):
+        return "[nan]"
+    return f"[{np.nanmin(value):.4g}, {np.nanmax(value):.4g}]"
 
 
 def _kind_of(value) -> str:

@@ -112,12 +112,15 @@ class Graph:
         return tuple(self.vertices[n] for n in self.order if self.vertices[n].kind == "node")
 
     def ancestors(self, names, differentiable: bool = False) -> set:
-        """The vertices that `names` depend on, themselves included; with `differentiable`, only through
-        vertices a gradient flows through (a gradient stops at an integer or boolean vertex)."""
+        """The vertices that `names` depend on, themselves included; with `differentiable`, only along edges
+        a gradient flows through (it stops at an integer or boolean vertex, and at an input the op has no
+        gradient rule for: argmax's)."""
         found, stack = set(names), list(names)
         while stack:
-            for u in self.vertices[stack.pop()].inputs:
-                if u not in found and (not differentiable or self.vertices[u].differentiable):
+            v = self.vertices[stack.pop()]
+            for k, u in enumerate(v.inputs):
+                if u not in found and (not differentiable or (self.vertices[u].differentiable
+                                                              and v.op.backward[k] is not None)):
                     found.add(u)
                     stack.append(u)
         return found

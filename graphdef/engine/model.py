@@ -144,27 +144,41 @@ class Model:
         if method == "forward":
             values = self.reference_forward(env)
             return _arrays(_values(values)), gradients.by_forward(self, values, of, wrt)
+        draws = self.rng.bit_generator.state
         values = self.run_unchecked(dict(env))
+        self.reseed(state=draws)  # the method sees the random draws (dropout's masks) the values were made with
         return _arrays(values), gradients.BY_METHOD[method](self, env, values, of, wrt)
 
     def jvp(self, inputs: dict, tangents: dict, outputs=None) -> tuple[dict, dict]:
         """Forward mode: (values of `outputs`, their tangents J·t) for tangents of some inputs and parameters
-        (name -> array of its shape; the others held). `outputs` defaults to the model's outputs and loss."""
-        names = _names(outputs, "outputs") if outputs is not None else (*self.outputs, *([self.loss] if self.loss
-                                                                                         else []))
-        values = self.reference_forward(feed(self, inputs))
+        (name -> array of its shape; the others held). `outputs` (a name or names) defaults to the model's
+        outputs and loss; inputs that they do not need may be left out, as in forward()."""
+        names = self._vertices(outputs, "outputs") if outputs is not None else \
+            (*self.outputs, *([self.loss] if self.loss else []))
+        needed = self.ancestors(names)
+        steps = tuple(s for s in self.steps if s.name in needed)
+        values = self.reference_forward(feed(self, inputs, needed=needed), steps)
         seeds = self._seeds(values, tangents)
-        pushed = self._guard(lambda: interpret.push_forward(self.graph, values, seeds, self.steps,
+        pushed = self._guard(lambda: interpret.push_forward(self.graph, values, seeds, steps,
                                                             batched_inputs(self, values), self.context(self.training)))
-        return ({n: np.asarray(values[n]) for n in names if n in values},
-                {n: np.asarray(pushed[n]) if n in pushed else np.zeros_like(values[n]) for n in names if n in values})
+        return ({n: np.asarray(values[n]) for n in names},
+                {n: np.asarray(pushed[n]) if n in pushed else np.zeros_like(values[n]) for n in names})
+
+    def _vertices(self, names, what: str) -> tuple:
+        """Names of vertices (one, or several), each checked to exist."""
+        names = (names,) if isinstance(names, str) else _names(names, what)
+        unknown = [n for n in names if n not in self.graph.vertices]
+        if unknown:
+            raise GraphDefError([Problem(f"{what}: no vertex named '{n}'", hint=did_you_mean(n, self.graph.vertices)
+                                         or f"the model's outputs: {', '.join(self.outputs)}") for n in unknown])
+        return names
 
     def _seeds(self, values: dict, tangents: dict) -> dict:
         """Tangents checked: of inputs or parameters, finite numbers shaped like their values."""
         if not isinstance(tangents, dict):
             raise GraphDefError("tangents must be a mapping: input or parameter name -> array of its shape")
         wrt, seeds = self._wrt(list(tangents)), {}
-        for name in wrt:
+        for name in (w for w in wrt if w in values):  # the others (not fed, not needed) move no output
             t = np.asarray(tangents[name])
             if t.dtype.kind not in "biuf" or t.shape != np.shape(values[name]) or not np.all(np.isfinite(t)):
                 raise GraphDefError(self.problem(name, f"the tangent of '{name}' must be finite numbers of shape "
@@ -173,9 +187,10 @@ class Model:
             seeds[name] = t.astype(np.result_type(values[name], np.float32))
         return seeds
 
-    def reference_forward(self, env: dict) -> dict:
-        """Every value by the reference interpreter, with what ops saved for their rules (see interpret.SAVED)."""
-        return self._guard(lambda: interpret.forward(self.graph, env, batched_inputs(self, env),
+    def reference_forward(self, env: dict, steps=None) -> dict:
+        """Every value (of `steps`, default all) by the reference interpreter, with what ops saved for their
+        rules (see interpret.SAVED)."""
+        return self._guard(lambda: interpret.forward(self.graph, env, batched_inputs(self, env), steps,
                                                      context=self.context(self.training)))
 
     def trace(self, inputs: dict, of: str | None = None, wrt=None, labels: bool = False) -> Trace:
@@ -322,6 +337,8 @@ class Model:
     def backward_plan(self, of: str, wrt: tuple):
         """(steps, vertices) on some path from a wrt vertex to `of`: all that backward needs to visit."""
         found = self._backward_plans.get((of, wrt))
+        if found is None and not self.graph.vertices[of].differentiable:  # an integer or boolean `of`: no gradient
+            found = self._backward_plans[(of, wrt)] = (), frozenset()
         if found is None:
             ancestors = self.graph.ancestors([of], differentiable=True)
             reached = self.graph.reachable([w for w in wrt if w in ancestors]) & ancestors
@@ -358,7 +375,10 @@ class Model:
                 raise GraphDefError(Problem(f"the model has {len(self.outputs)} outputs and no loss",
                                             hint="say which vertex to differentiate with of=NAME"))
             of = self.loss or self.outputs[0]
-        if of not in self.graph.vertices or self.graph.vertices[of].kind == "literal":
+        if of in self.graph.vertices and self.graph.vertices[of].kind == "literal":
+            raise GraphDefError(Problem(f"'{of}' is a number written in a node's inputs, not something to "
+                                        "differentiate", hint="name a node, an input or a parameter"))
+        if of not in self.graph.vertices:
             raise GraphDefError(Problem(f"no vertex named '{of}'", hint=did_you_mean(of, self.graph.vertices)))
         return of
 

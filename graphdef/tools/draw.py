@@ -198,8 +198,8 @@ def _levels(labels: dict, edges: list) -> dict:
         preds[v].append(u)
         succs[u].append(v)
     level, order = {}, _topological(labels, preds)
-    for v in order:
-        level[v] = max((level[u] + 1 for u in preds[v]), default=0)
+    for v in order:  # collapsed groups may feed each other both ways: a cycle, whose back edges are skipped
+        level[v] = max((level[u] + 1 for u in preds[v] if u in level), default=0)
     for v in order:
         if not preds[v] and succs[v]:
             level[v] = max(min(level[w] for w in succs[v]) - 1, 0)

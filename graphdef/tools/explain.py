@@ -80,12 +80,12 @@ def cost(model, of: str, wrt) -> Cost:
     import networkx as nx
     _, wanted = model.backward_plan(of, tuple(wrt))
     sub = model.graph.nx.subgraph(wanted)
-    stats = path_stats(sub, of)
+    stats = path_stats(sub, of) if of in sub else {}  # `of` out of reach of every wrt: nothing to count
     paths = [stats.get(w, (0, 0)) for w in wrt]
     edges = sub.number_of_edges()
     fan_out = sum(max(sub.out_degree(v) - 1, 0) for v in sub if v != of)
     cones = [sub.subgraph(nx.descendants(sub, w) | {w}) for w in wrt if w in sub]
-    return Cost(paths=sum(n for n, _ in paths), path_multiplications=sum(e - n for n, e in paths),
+    return Cost(paths=sum(n for n, _ in paths), path_multiplications=sum(max(e - n, 0) for n, e in paths),
                 path_additions=sum(max(n - 1, 0) for n, _ in paths), forward_passes=len(wrt),
                 forward_multiplications=sum(c.number_of_edges() for c in cones),
                 forward_additions=sum(max(c.in_degree(v) - 1, 0) for c in cones for v in c),

@@ -98,7 +98,7 @@ def _query(query) -> dict:
 
 
 def _whole(text: str, name: str, least: int) -> int:
-    if not text.isdigit() or int(text) < least:
+    if not (text.isascii() and text.isdigit()) or int(text) < least:  # not '²', which isdigit() accepts
         raise BadQuery(f"{name} must be a whole number of at least {least}, not '{text[:40]}'")
     return int(text)
 
@@ -133,7 +133,7 @@ def _number(text: str, name: str, scalar: bool):
     """A finite number, or for a tensor input a JSON list of numbers (checked against its shape by the engine)."""
     try:
         value = float(text) if scalar else json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: lists nested thousands deep
         want = "a number such as 4 or -0.5" if scalar else "a list of numbers such as [1, 0.5]"
         raise BadQuery(f"{name} must be {want}, not '{text[:40]}'") from None
     if scalar and not math.isfinite(value):
@@ -249,14 +249,14 @@ def _paths(model, trace, local: dict, scalar: bool, wrt: str | None, page: int) 
                               f"{LIST_LIMIT:,}). The backward sweep gets the same sum with one multiplication "
                               "per edge.")
         return result
-    paths = [p for p in all_paths(graph, wrt, of, LIST_LIMIT) if p]
+    paths = all_paths(graph, wrt, of, LIST_LIMIT)  # [[]] when wrt is of itself: one path, no edge, product 1
     products = [math.prod(local.get(e, 0.0) for e in p) for p in paths]
     pages = max(1, math.ceil(len(paths) / PAGE_SIZE))
     page = min(page, pages)
     first = (page - 1) * PAGE_SIZE
-    listed = [{"edges": [_edge_id(e) for e in p], "vertices": [p[0][0]] + [e[1] for e in p],
-               "symbols": " · ".join(local_partial(graph, e) for e in p),
-               "numbers": " × ".join(_fmt(local.get(e, 0.0)) for e in p), "product": _plain(x), "text": _fmt(x)}
+    listed = [{"edges": [_edge_id(e) for e in p], "vertices": [wrt] + [e[1] for e in p],
+               "symbols": " · ".join(local_partial(graph, e) for e in p) or f"∂{of}/∂{of}",
+               "numbers": " × ".join(_fmt(local.get(e, 0.0)) for e in p) or "1", "product": _plain(x), "text": _fmt(x)}
               for p, x in zip(paths[first:first + PAGE_SIZE], products[first:first + PAGE_SIZE])]
     total = math.fsum(products)
     result.update(page=page, pages=pages, first=first, listed=listed, sum=_plain(total), sum_text=_fmt(total))
