@@ -243,9 +243,25 @@ def _samples_first(shapes, batched, *, batch_dims, **attrs) -> Lift:
 
 
 def _on_samples(batch_dims: int, f, x, *args, **kwargs):
-    """f, a PyTorch op on a batch [N, C, *spatial], on x with batch_dims sample axes (none, or several) as N."""
+    """f, a PyTorch op on a batch [N, C, *spatial], on x with batch_dims sample axes (none, or several) as N.
+    A kernel with leading axes of its own (a kernel per sample: what the batching rule gives when the kernels
+    are batched) broadcasts them against x's sample axes, as the numpy forward does."""
+    extra = args[0].ndim - (x.ndim - batch_dims + 1) if args and hasattr(args[0], "ndim") else 0
+    if extra > 0:
+        return _per_kernel(batch_dims, extra, f, x, *args, **kwargs)
     y = f(x.reshape(-1, *x.shape[batch_dims:]), *args, **kwargs)
     return y.reshape(*x.shape[:batch_dims], *y.shape[1:])
+
+
+def _per_kernel(batch_dims: int, extra: int, f, x, w, *args, **kwargs):
+    """f with one kernel per sample: the `extra` leading axes of w and x's sample axes broadcast together, and
+    torch.vmap runs f on each (x, kernel) pair."""
+    import torch
+    lead = torch.broadcast_shapes(tuple(x.shape[:batch_dims]), tuple(w.shape[:extra]))
+    xs = x.expand(*lead, *x.shape[batch_dims:]).reshape(-1, *x.shape[batch_dims:])
+    ws = w.expand(*lead, *w.shape[extra:]).reshape(-1, *w.shape[extra:])
+    y = torch.vmap(lambda xi, wi: f(xi.unsqueeze(0), wi, *args, **kwargs).squeeze(0))(xs, ws)
+    return y.reshape(*lead, *y.shape[1:])
 
 
 # -- ONNX ---------------------------------------------------------------------------------

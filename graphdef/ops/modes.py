@@ -36,6 +36,15 @@ def _dropout(x, *, p: float = 0.5, training, rng):
     return _dropout_scaled(x, p=p, training=training, rng=rng)[0]
 
 
+def _torch_dropout(torch, x, p: float, training: bool, rng):
+    """The PyTorch lowering: the mask drawn from the same numpy generator as the numpy forward (the same draws
+    for the same seed), in x's dtype, moved to x's device, so the lowering runs on a GPU and in float32."""
+    if not training or p == 0:
+        return x
+    dtype = np.dtype(str(x.dtype).removeprefix("torch."))
+    return x * torch.from_numpy(_keep(rng, tuple(x.shape), p, dtype)).to(x.device)
+
+
 def _probability(shape, *, p):
     if not 0 <= p < 1:
         raise ValueError(f"p must be in [0, 1), got {p}")
@@ -46,7 +55,7 @@ register_op("dropout", _dropout, "g * out", save=_dropout_scaled, shape=_probabi
             examples=[ex((4,)), ex((2, 3), p=0.3, training=True), ex((3,), p=0.0, training=True),
                       ex((2, 2), p=0.9, training=True)],
             onnx=lambda e, i, o, a: e.node("Identity", i, o),  # an exported graph is an inference graph
-            torch="x: x * torch.from_numpy(_keep(rng, tuple(x.shape), p)) if training and p > 0 else x")
+            torch="x: _torch_dropout(torch, x, p, training, rng)")
 
 
 # -- batch normalization --------------------------------------------------------------------
@@ -169,15 +178,15 @@ def _batch_norm_batch(shapes, batched, **attrs) -> Lift:
 
 
 def _torch_batch_norm(F, x, weight, bias, mean, var, training, momentum, eps, batch_dims):
-    """F.batch_norm wants a batch axis first (a lone sample is a batch of one); in inference, the formula
-    itself, since PyTorch does not differentiate the running statistics."""
+    """F.batch_norm wants one batch axis first (a lone sample is a batch of one, several sample axes are
+    flattened into one); in inference, the formula itself, since PyTorch does not differentiate the running
+    statistics."""
     if not training:
         line = (-1,) + (1,) * (x.ndim - batch_dims - 1)
         return (x - mean.reshape(line)) / (var.reshape(line) + eps).sqrt() * weight.reshape(line) + bias.reshape(line)
-    lone = batch_dims == 0
-    y = F.batch_norm(x.unsqueeze(0) if lone else x, mean.detach().clone(), var.detach().clone(), weight, bias,
-                     training, momentum, eps)
-    return y.squeeze(0) if lone else y
+    samples = x.reshape(-1, *x.shape[batch_dims:])  # the sample axes as one (F.batch_norm's channel axis is 1)
+    y = F.batch_norm(samples, mean.detach().clone(), var.detach().clone(), weight, bias, training, momentum, eps)
+    return y.reshape(x.shape)
 
 
 def _onnx_batch_norm(e, inputs, out, attrs):

@@ -277,10 +277,10 @@ def _dims(axis):
 
 
 register_op("sum", _sum, "_unreduce(g, x, axis, keepdims)", shape=_reduce_shape, batch=reduction,
-            torch="x: x.sum() if axis is None and not keepdims else x.sum(dim=_dims(axis), keepdim=keepdims)",
+            torch="x: x if axis == () else x.sum() if axis is None and not keepdims else x.sum(dim=_dims(axis), keepdim=keepdims)",
             examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceSum"), jvp=LINEAR)
 register_op("mean", _mean, "_unreduce(g, x, axis, keepdims) * (np.size(out) / np.size(x))", shape=_reduce_shape,
-            torch="x: x.mean() if axis is None and not keepdims else x.mean(dim=_dims(axis), keepdim=keepdims)",
+            torch="x: x if axis == () else x.mean() if axis is None and not keepdims else x.mean(dim=_dims(axis), keepdim=keepdims)",
             batch=reduction, examples=REDUCE_EXAMPLES, onnx=onnx_reduce("ReduceMean"), jvp=LINEAR)
 
 
@@ -320,11 +320,11 @@ def _from_extremes(t, out, x, axis, keepdims):
 register_op("max", _max, "_to_extremes(g, out, x, axis, keepdims)", jvp="_from_extremes(t, out, x, axis, keepdims)",
             shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
             doc="largest element over axis (∂ = 1 to it, shared evenly among ties)",
-            torch="x: torch.amax(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMax"))
+            torch="x: x if axis == () else torch.amax(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMax"))
 register_op("min", _min, "_to_extremes(g, out, x, axis, keepdims)", jvp="_from_extremes(t, out, x, axis, keepdims)",
             shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
             doc="smallest element over axis (∂ = 1 to it, shared evenly among ties)",
-            torch="x: torch.amin(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMin"))
+            torch="x: x if axis == () else torch.amin(x, dim=_dims(axis), keepdim=keepdims)", onnx=onnx_reduce("ReduceMin"))
 
 
 def _logsumexp(x, *, axis: int | list[int] | None = None, keepdims: bool = False):
@@ -344,7 +344,8 @@ register_op("logsumexp", _logsumexp, "_unreduce(g, x, axis, keepdims) * _softmax
             jvp="_weighted_sum(t, _softmax_of(out, x, axis, keepdims), axis, keepdims)",
             shape=_reduce_shape, batch=reduction, examples=REDUCE_EXAMPLES,
             doc="log Σ exp(x) over axis, computed stably (∂/∂x = softmax(x) over axis)",
-            torch="x: torch.logsumexp(x, dim=tuple(range(x.ndim)) if axis is None else axis, keepdim=keepdims)",
+            torch="x: x if axis == () else torch.logsumexp(x, dim=tuple(range(x.ndim)) if axis is None else axis, "
+                  "keepdim=keepdims)",
             onnx=onnx_reduce("ReduceLogSumExp"))
 
 
