@@ -266,8 +266,11 @@ def cmd_show(args, out, err):
 
 
 def cmd_run(args, out, err):
-    model = _load(args, args.model)
-    values = model.forward(_inputs(args))
+    device, model = _device(args), _load(args, args.model)
+    if args.backend == "torch":
+        values = _torch().run(model, _inputs(args), _computable(model, _inputs(args)), device)
+    else:
+        values = model.forward(_inputs(args))
     if args.check_numerics:
         model.check_numerics(values)
     # the loss only when computed: without the label (inference) it is left out
@@ -280,11 +283,13 @@ def cmd_run(args, out, err):
 
 
 def cmd_grad(args, out, err):
-    model = _load(args, args.model)
+    device, model = _device(args), _load(args, args.model)
     if args.explain and args.method == "numeric":
         raise UsageError("--explain shows the backward sweep (--method reverse, the default), the forward-mode "
                          "passes (--method forward) or every path (--method paths); numeric differences have no "
                          "steps to show")
+    if args.explain and args.backend == "torch":
+        raise UsageError("--explain shows graphdef's own sweeps: leave out --backend torch")
     if args.explain:
         from . import explain as explaining
         explain = {"paths": explaining.explain_paths, "forward": explaining.explain_forward}.get(
@@ -292,7 +297,12 @@ def cmd_grad(args, out, err):
         print(explain(model, _inputs(args), of=args.of, wrt=args.wrt), file=out)
         return
     of, wrt = model.resolve(args.of, args.wrt, labels=False)  # labels' gradients only when asked for
-    values, grads = model.value_and_gradients(_inputs(args), of=of, wrt=wrt, method=args.method)
+    if args.backend == "torch":
+        if args.method != "reverse":
+            raise UsageError(f"--backend torch differentiates by autograd (reverse mode), not --method {args.method}")
+        values, grads = _torch().value_and_gradients(model, _inputs(args), of, wrt, device)
+    else:
+        values, grads = model.value_and_gradients(_inputs(args), of=of, wrt=wrt, method=args.method)
     if args.check_numerics:
         model.check_numerics(values, grads, of)
     if args.json:
@@ -389,10 +399,13 @@ def cmd_train(args, out, err):
         raise UsageError("give a MODEL to train, or --resume RUN_DIR to continue a run (not both)")
     from ..training import train
     from ..training.config import check_overrides
+    backend = _backend(args)
     overrides = check_overrides({k: getattr(args, k) for k in ("epochs", "lr", "optimizer", "batch_size", "seed")})
     model = None if args.model is None else _load(args, args.model, seed=args.seed)
     history = train(model, args.data, run_dir=args.output, resume=args.resume, force=args.force, out=err,
-                    check_numerics=args.check_numerics, **overrides)
+                    check_numerics=args.check_numerics, **backend, **overrides)
+    if history.rank:  # another process of a torchrun launch: rank 0 prints the result
+        return 130 if history.status == "interrupted" else 0
     if args.json:
         print(_dumps({"run_dir": str(history.run_dir), "model": str(history.saved), "status": history.status,
                       "history": list(history)}), file=out)
@@ -403,9 +416,9 @@ def cmd_train(args, out, err):
 
 def cmd_eval(args, out, err):
     from ..training import evaluate
-    model = _load(args, args.model)
+    backend, model = _backend(args), _load(args, args.model)
     _warn_untrained(model, args.model, "evaluating", err)
-    result = evaluate(model, args.data)
+    result = evaluate(model, args.data, **backend)
     if args.json:
         print(_dumps(result), file=out)
     else:
@@ -416,9 +429,9 @@ def cmd_predict(args, out, err):
     from ..format.serialize import atomic_write
     from ..training import predict
     from ..training.tables import prediction_columns, to_csv
-    model = _load(args, args.model)
+    backend, model = _backend(args), _load(args, args.model)
     _warn_untrained(model, args.model, "predicting with", err)
-    columns = prediction_columns(predict(model, args.data))
+    columns = prediction_columns(predict(model, args.data, **backend))
     text = to_csv(columns)
     if args.output:
         atomic_write(args.output, text.encode())
@@ -464,6 +477,31 @@ def _load(args, path, **options):
         limits[name] = int(value)
     return load(path, dtype=args.dtype, allow_outside=args.allow_outside,
                 limits=Limits(**limits), **options)
+
+
+def _torch():
+    """The torch backend's run and grad (graphdef.training.torch_engine), imported only when asked for."""
+    from ..training import torch_engine
+    return torch_engine
+
+
+def _device(args) -> str | None:
+    """--device, which only the torch backend takes (numpy runs on the cpu)."""
+    if args.backend == "numpy" and args.device not in (None, "cpu"):
+        raise UsageError(f"--device {args.device} needs --backend torch (the numpy backend runs on the cpu)")
+    return args.device
+
+
+def _backend(args) -> dict:
+    """The backend and device keywords of train, evaluate and predict."""
+    return {"backend": args.backend, "device": _device(args)}
+
+
+def _computable(model, given: dict) -> list:
+    """The outputs and the loss that the given inputs determine (run leaves out what needs a missing one)."""
+    missing = set(model.inputs) - set(given)
+    return [n for n in dict.fromkeys([*model.outputs, *([model.loss] if model.loss else [])])
+            if not missing & model.ancestors([n])]
 
 
 def _inputs(args) -> dict:
@@ -576,6 +614,10 @@ AT_INPUTS_JSON = (MODEL.but(metavar="FILE"), AT, INPUTS, JSON)  # run and grad: 
 OF = arg("--of", metavar="NODE")
 WRT = arg("--wrt", nargs="+", metavar="NAME")
 OUTPUT = arg("-o", "--output")
+BACKEND = (arg("--backend", choices=["numpy", "torch"], default="numpy",
+               help="compute with graphdef's numpy engine (default) or the model lowered to PyTorch"),
+           arg("--device", choices=["cpu", "cuda", "mps"],
+               help="with --backend torch: where to compute (default: cuda when available, else cpu)"))
 
 
 def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
@@ -604,6 +646,7 @@ def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
             *AT_INPUTS_JSON,
             arg("--check-numerics", action="store_true",
                 help="stop at the first vertex producing NaN or infinity, naming it"),
+            *BACKEND,
         )),
         Command("grad", cmd_grad, "differentiate a model at given inputs", (
             *AT_INPUTS_JSON,
@@ -615,6 +658,7 @@ def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
             arg("--explain", action="store_true",
                 help="show the backward sweep step by step (with --method forward: the forward-mode passes; "
                      "with --method paths: every path and its product)"),
+            *BACKEND,
         )),
         Command("draw", cmd_draw, "draw a model: values on vertices, local derivatives on edges", (
             MODEL, AT.but(help="an input value: show forward values"), INPUTS,
@@ -674,13 +718,16 @@ def _command_table() -> tuple[tuple[Arg, ...], tuple[Command, ...]]:
             JSON.but(help="print the history as one JSON object (NaN and infinity as null)"),
             arg("--check-numerics", action="store_true",
                 help="check every batch for NaN or infinity, naming the vertex (slower)"),
+            *BACKEND,
         )),
         Command("eval", cmd_eval, "loss and metrics of a (trained) model", (
             MODEL, arg("--data", help=data_help + " (default: the held-out split of its training data)"), JSON,
+            *BACKEND,
         )),
         Command("predict", cmd_predict, "predictions of a (trained) model, as CSV", (
             MODEL, arg("--data", required=True, help=data_help),
             OUTPUT.but(metavar="FILE.csv", help="write here instead of standard output"),
+            *BACKEND,
         )),
         Command("ops", cmd_ops, "list the registered ops and the standard library's functions", loads_models=False),
         Command("show", cmd_show, "list a model's vertices: kind, op, shape and the call each came from", (MODEL,)),

@@ -5,6 +5,7 @@ run depends on is in its checkpoints, so an interrupted run resumes bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -34,10 +35,12 @@ class History(list):
     (finished, early stopped, interrupted) and, with early stopping, `.best_epoch` (whose weights were kept)."""
 
     model = run_dir = status = best_epoch = saved = None
+    rank = 0  # of the process that trained, under torchrun (only rank 0 writes and prints)
 
 
 def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = False, callback=None,
-          out=None, check_numerics: bool = False, **overrides) -> History:
+          out=None, check_numerics: bool = False, backend: str = "numpy", device: str | None = None,
+          **overrides) -> History:
     """Train a model (a Model or a path) and save it in a run directory; returns the history.
 
     data: a built-in name (xor, moons, spirals, digits), a .csv/.npz path, or a dict of arrays;
@@ -46,26 +49,104 @@ def train(model=None, data=None, *, run_dir=None, resume=None, force: bool = Fal
     resume: a run directory to continue from its newest checkpoint.
     callback(progress) is called after every batch; returning True stops the run as Ctrl-C does.
     check_numerics: check every vertex of every batch for NaN or infinity (a NaN loss always stops the run).
+    backend: "numpy" (graphdef's interpreter) or "torch" (the model lowered to a torch module, on `device`:
+    cpu, cuda or mps; default cuda when available). Launched by torchrun, the torch backend trains data
+    parallel (see torch_engine.py): rank 0 alone prints and writes the run directory.
     """
     out = out or sys.stderr
     data = str(data) if isinstance(data, Path) else data
-    if resume is not None:
-        with checkpoint.RunLock(_existing(resume)):
-            return _Run.resumed(Path(resume), data, overrides, out, check_numerics).fit(callback)
-    if not hasattr(model, "graph"):
-        check_overrides(overrides)  # before loading: a bad seed must not reach the initializers
-        model = load(model, seed=overrides.get("seed"))
-    config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
-    feeds = _feeds(model, config, data)
-    run_dir = _new_run_dir(run_dir, model.name, force)
-    with checkpoint.RunLock(run_dir):
-        _clear(run_dir)
-        return _Run(model, config, feeds, run_dir, out, check_numerics).fit(callback)
+    _check_backend(backend, device)
+    cluster = _launched(backend, device)
+    try:
+        with _ranked(cluster):
+            launch = _Launch(backend, device, cluster)
+            out = out if launch.leader else io.StringIO()  # the other ranks' lines would repeat rank 0's
+            if resume is not None:
+                with launch.lock(_existing(resume)):
+                    return _Run.resumed(Path(resume), data, overrides, out, check_numerics, launch).fit(callback)
+            if not hasattr(model, "graph"):
+                check_overrides(overrides)  # before loading: a bad seed must not reach the initializers
+                model = load(model, seed=overrides.get("seed"))
+            config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
+            feeds = _feeds(model, config, data)
+            run_dir = launch.agree(lambda: _new_run_dir(run_dir, model.name, force))
+            with launch.lock(run_dir):
+                if launch.leader:
+                    _clear(run_dir)
+                return _Run(model, config, feeds, run_dir, out, check_numerics, launch).fit(callback)
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
-def evaluate(model, data=None) -> dict:
-    """Loss and metrics on `data`, or on the held-out split of the model's own training data."""
+class _Launch:
+    """Where a run's steps execute: the backend, its device, and the process group under torchrun."""
+
+    def __init__(self, backend: str, device: str | None, cluster=None):
+        self.backend, self.device, self.cluster = backend, device, cluster
+        self.leader = cluster is None or cluster.leader
+
+    def engine(self, model):
+        """What does the per-step work: the Model itself (numpy), or a TorchEngine on its module."""
+        if self.backend == "numpy":
+            return model
+        from .torch_engine import TorchEngine
+        return TorchEngine(model, self.device, self.cluster)
+
+    def agree(self, choose):
+        """choose() on rank 0, its result on every rank (a run directory's name)."""
+        return choose() if self.cluster is None else self.cluster.share(choose() if self.leader else None)
+
+    def lock(self, run_dir):
+        """The run directory's lock, held by the one process that writes (rank 0)."""
+        return checkpoint.RunLock(run_dir) if self.leader else contextlib.nullcontext()
+
+    def any(self, flag: bool) -> bool:
+        return flag if self.cluster is None else self.cluster.any(flag)
+
+    def barrier(self) -> None:
+        if self.cluster is not None:
+            self.cluster.barrier()
+
+
+def _check_backend(backend: str, device: str | None) -> None:
+    if backend not in ("numpy", "torch"):
+        raise GraphDefError(Problem(f"unknown backend '{backend}'", hint="choose numpy or torch"))
+    if backend == "numpy" and device not in (None, "cpu"):
+        raise GraphDefError(Problem(f"the numpy backend runs on the cpu, not on '{device}'",
+                                    hint="use --backend torch for another device"))
+
+
+def _launched(backend: str, device: str | None):
+    """The process group when torchrun launched several processes for the torch backend, else None."""
+    if backend != "torch":
+        return None
+    from .torch_engine import Cluster
+    return Cluster.launched(device)
+
+
+@contextlib.contextmanager
+def _ranked(cluster):
+    """Errors of a rank say which rank met them (torchrun then stops the others)."""
+    try:
+        yield
+    except GraphDefError as e:
+        if cluster is None:
+            raise
+        raise cluster.failed(e) from None
+    except Exception as e:
+        if cluster is not None:
+            print(f"graphdef: rank {cluster.rank} of {cluster.size} failed: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
+        raise
+
+
+def evaluate(model, data=None, *, backend: str = "numpy", device: str | None = None) -> dict:
+    """Loss and metrics on `data`, or on the held-out split of the model's own training data
+    (computed by `backend`, numpy or torch, on `device`)."""
     data = str(data) if isinstance(data, Path) else data
+    _check_backend(backend, device)
+    engine = _Launch(backend, device).engine(model)
     config = resolve(model, {"data": data if isinstance(data, (str, Path)) else None})
     feeds = _feeds(model, config, data)
     rows = len(next(iter(feeds.values())))
@@ -74,21 +155,24 @@ def evaluate(model, data=None) -> dict:
     else:
         rows = np.arange(rows)
     terms = report.loss_terms(model, config.loss)
-    result, tracker = _measure(model, config, feeds, rows, _pairs(model, config, feeds, terms), terms)
+    result, tracker = _measure(engine, config, feeds, rows, _pairs(engine, config, feeds, terms), terms)
     confusions = {k: m.tolist() for k, m in tracker.confusions().items()}
     return {**result, **confusions, "samples": int(len(rows))}
 
 
-def predict(model, data) -> dict:
-    """The prediction vertices' values for every sample of `data` (targets are not needed)."""
+def predict(model, data, *, backend: str = "numpy", device: str | None = None) -> dict:
+    """The prediction vertices' values for every sample of `data` (targets are not needed), computed by
+    `backend` (numpy or torch, on `device`)."""
     data = str(data) if isinstance(data, Path) else data
+    _check_backend(backend, device)
+    engine = _Launch(backend, device).engine(model)
     config = resolve(model, {"data": data if isinstance(data, str) else None}, need_loss=False)
     needed = [n for n in model.inputs if n in model.ancestors(config.predictions)]
     feeds = feed(model, read_source(data, model.folder), (config.data or {}).get("inputs"), needed)
     n = len(next(iter(feeds.values()))) if feeds else 0
     parts = {p: [] for p in config.predictions}
     for start in range(0, n, EVAL_CHUNK):
-        values = model.predict_batch({k: a[start:start + EVAL_CHUNK] for k, a in feeds.items()}, config.predictions)
+        values = engine.predict_batch({k: a[start:start + EVAL_CHUNK] for k, a in feeds.items()}, config.predictions)
         for p, chunks in parts.items():
             chunks.append(values[p])
     return {p: np.concatenate(chunks) for p, chunks in parts.items()}
@@ -140,20 +224,21 @@ def _clear(run_dir: Path) -> None:
         old.unlink()
 
 
-def _pairs(model, config: TrainConfig, feeds: dict, terms=()) -> list:
+def _pairs(engine, config: TrainConfig, feeds: dict, terms=()) -> list:
     """What to report per (prediction, target) pair: the training block's metrics, or defaults chosen
     from the targets' values and the predictions' shapes (a forward pass on two samples gives them)."""
     predictions = config.predictions if config.targets else []
-    sample = model.predict_batch({n: a[:2] for n, a in feeds.items()}, [config.loss, *predictions, *terms])
+    sample = engine.predict_batch({n: a[:2] for n, a in feeds.items()}, [config.loss, *predictions, *terms])
     return metrics.plan(config.metrics, {p: sample[p] for p in predictions}, {t: feeds[t] for t in config.targets})
 
 
-def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, pairs: list, terms=()):
-    """(loss (mean over samples) and metrics, their Tracker) on the given rows, forward only, in chunks."""
+def _measure(engine, config: TrainConfig, feeds: dict, rows: np.ndarray, pairs: list, terms=()):
+    """(loss (mean over samples) and metrics, their Tracker) on the given rows, forward only, in chunks
+    (`engine`: a Model or a TorchEngine)."""
     loss_sum, tracker = 0.0, metrics.Tracker(pairs, terms)
     for start in range(0, len(rows), EVAL_CHUNK):
         idx = rows[start:start + EVAL_CHUNK]
-        values = model.predict_batch({n: a[idx] for n, a in feeds.items()}, [config.loss, *config.predictions, *terms])
+        values = engine.predict_batch({n: a[idx] for n, a in feeds.items()}, [config.loss, *config.predictions, *terms])
         loss_sum += float(np.mean(values[config.loss])) * len(idx)
         tracker.update(values, len(idx))
     return {"loss": loss_sum / max(len(rows), 1), **tracker.result()}, tracker
@@ -162,19 +247,23 @@ def _measure(model, config: TrainConfig, feeds: dict, rows: np.ndarray, pairs: l
 class _Run:
     """One training run: the model, its data, and all state a checkpoint must carry."""
 
-    def __init__(self, model, config: TrainConfig, feeds: dict, run_dir: Path, out, check_numerics: bool = False):
+    def __init__(self, model, config: TrainConfig, feeds: dict, run_dir: Path, out, check_numerics: bool = False,
+                 launch: _Launch | None = None):
         self.model, self.config, self.feeds, self.run_dir, self.out = model, config, feeds, run_dir, out
         self.check_numerics = check_numerics
+        self.launch = launch or _Launch("numpy", None)
+        self.engine = self.launch.engine(model)  # does each step: the model itself, or a TorchEngine
         n = len(next(iter(feeds.values())))
         self.val_rows, self.train_rows = split(n, config.seed, config.validation_split)
         if len(self.train_rows) == 0:
             raise GraphDefError(f"no training samples left after holding out {config.validation_split:.0%} of {n}")
         self.terms = report.loss_terms(model, config.loss)
-        self.pairs = _pairs(model, config, feeds, self.terms)
+        self.pairs = _pairs(self.engine, config, feeds, self.terms)
         self.tracker = metrics.Tracker(self.pairs, self.terms)
         self.optimizer = Optimizer(config.optimizer["name"], **{k: v for k, v in config.optimizer.items() if k != "name"})
         self.params = list(model.parameters)
         self.history = History()
+        self.history.rank = 0 if self.launch.cluster is None else self.launch.cluster.rank
         self.epoch = self.batch = 0
         self.sums = {"loss": 0.0, "count": 0.0}
         self.best = {"value": None, "epoch": None, "wait": 0}
@@ -185,13 +274,14 @@ class _Run:
     # -- resuming ---------------------------------------------------------------
 
     @classmethod
-    def resumed(cls, run_dir: Path, data, overrides: dict, out, check_numerics: bool = False) -> "_Run":
+    def resumed(cls, run_dir: Path, data, overrides: dict, out, check_numerics: bool = False,
+                launch: _Launch | None = None) -> "_Run":
         found = checkpoint.newest(run_dir)  # checked: its model holds the checkpoint's parameters
         for problem in found.skipped:
             print(f"skipping {problem}", file=out)
         model = found.model
         config = resolve(model, {**overrides, "data": data if isinstance(data, (str, Path)) else None})
-        run = cls(model, config, _feeds(model, config, data), run_dir, out, check_numerics)
+        run = cls(model, config, _feeds(model, config, data), run_dir, out, check_numerics, launch)
         try:
             run.restore(found.arrays, found.meta)
         except GraphDefError as e:  # metrics' sums that do not fit the model's metrics: name the file
@@ -203,7 +293,7 @@ class _Run:
 
     def restore(self, arrays: dict, meta: dict) -> None:
         """The optimizer and loop state of a checkpoint (its parameters are in the model already)."""
-        self.optimizer.state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+        self.optimizer.load({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}, self.engine.parameters)
         best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
         self.best_params = best or None
         self.epoch, self.batch, self.sums, self.best = meta["epoch"], meta["batch"], meta["sums"], meta["best"]
@@ -211,9 +301,17 @@ class _Run:
             self.tracker.load(self.sums.pop("metrics"))
         self.history.extend(meta["history"])
 
+    def _pull(self) -> None:
+        """The trained values into the graphdef Model, which every save writes (a no-op on numpy)."""
+        if self.engine is not self.model:
+            self.engine.to_model()
+
     def _save_checkpoint(self) -> None:
+        if not self.launch.leader:  # rank 0 writes; the others hold the same values
+            return
+        self._pull()
         arrays = {f"param/{k}": v for k, v in self.model.variables.items()}
-        arrays |= {f"opt/{k}": v for k, v in self.optimizer.state.items()}
+        arrays |= {f"opt/{k}": v for k, v in self.optimizer.arrays().items()}
         arrays |= {f"best/{k}": v for k, v in (self.best_params or {}).items()}
         doc = checkpoint.document(self.model, self._training_block(absolute=True))
         meta = {"epoch": self.epoch, "batch": self.batch, "sums": {**self.sums, "metrics": self.tracker.state()},
@@ -259,23 +357,24 @@ class _Run:
                 bar(self.sums["loss"] / self.sums["count"])
                 if callback is not None and callback(self):
                     self.stop_requested = True
-                if self.stop_requested:
+                if self.launch.any(self.stop_requested):  # every rank stops at the same batch
                     self._save_checkpoint()
                     return False
         return True
 
     def _step(self, rows: np.ndarray, lr: float) -> None:
-        model, loss = self.model, self.config.loss
+        engine, loss = self.engine, self.config.loss
         batch = {n: a[rows] for n, a in self.feeds.items()}
-        if model.random:  # dropout's draws: the same again on resume
-            model.reseed([self.config.seed, self.epoch, self.batch])
-        kept = () if self.check_numerics else (*self.config.predictions, *self.terms)  # (): every value
-        values, grads = model.train_step(batch, loss, self.params, outputs=kept)  # gradients of the mean loss
+        if engine.random:  # dropout's draws: the same again on resume
+            engine.reseed([self.config.seed, self.epoch, self.batch])
+        every = self.check_numerics and engine is self.model  # the numpy backend can keep every value
+        kept = () if every else (*self.config.predictions, *self.terms)  # (): every value
+        values, grads = engine.train_step(batch, loss, self.params, outputs=kept)  # gradients of the mean loss
         value = values[loss]
         mean = float(value) if np.ndim(value) == 0 else float(value.sum()) / value.size  # ndarray.mean is 4x slower
-        if self.check_numerics or not math.isfinite(mean) or not all(np.isfinite(g).all() for g in grads.values()):
-            self._check_numerics(batch, values if self.check_numerics else None, grads, mean)
-        self.optimizer.step(model.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
+        if every or not math.isfinite(mean) or not all(_finite(g) for g in grads.values()):
+            self._check_numerics(batch, values if every else None, grads, mean)
+        self.optimizer.step(engine.parameters, clip_by_norm(grads, self.config.clip_norm), lr)
         self.sums["loss"] += mean * len(rows)
         self.sums["count"] += len(rows)
         self.tracker.update(values, len(rows))
@@ -285,7 +384,7 @@ class _Run:
         n = self.sums["count"]
         row = {"epoch": self.epoch + 1, "loss": self.sums["loss"] / n, **self.tracker.result()}
         if len(self.val_rows):
-            measured, _ = _measure(self.model, self.config, self.feeds, self.val_rows, self.pairs, self.terms)
+            measured, _ = _measure(self.engine, self.config, self.feeds, self.val_rows, self.pairs, self.terms)
             row |= {f"val_{k}": v for k, v in measured.items()}
         seconds = time.perf_counter() - started
         row |= {"lr": lr, "seconds": round(seconds, 6)}
@@ -318,7 +417,7 @@ class _Run:
         sign = 1 if metrics.lower_is_better(self.monitor) else -1
         if best is None or sign * (best - value) > delta:
             self.best = {"value": value, "epoch": row["epoch"], "wait": 0}
-            self.best_params = {k: v.copy() for k, v in self.model.variables.items()}
+            self.best_params = {k: np.array(v) for k, v in self.engine.variables.items()}  # numpy copies
         else:
             self.best["wait"] += 1
 
@@ -330,14 +429,18 @@ class _Run:
     def _finish(self, status: str) -> History:
         stopping = self.config.early_stopping or {}
         restored = status != "interrupted" and self.best_params and stopping.get("restore_best", True)
+        self._pull()
         if restored:
             variables = self.model.variables
             for k, v in self.best_params.items():
                 variables[k][...] = v
-        path = serialize.save(self.model, self.run_dir, self._training_block(absolute=False))
+        path = self.run_dir / "model.yaml"
+        if self.launch.leader:
+            path = serialize.save(self.model, self.run_dir, self._training_block(absolute=False))
         self.history.status, self.history.best_epoch = status, self.best["epoch"]
-        if self.history and plot.available():
+        if self.history and plot.available() and self.launch.leader:
             plot.plot_run(self.run_dir)
+        self.launch.barrier()  # the other ranks end once the model is written
         if status == "interrupted":
             print(f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
                   f"Resume with: graphdef train --resume {self.run_dir}", file=self.out)
@@ -353,7 +456,8 @@ class _Run:
         """Stop, before the step, at the first vertex (in run order) or gradient that is NaN or infinite,
         naming it. Without `values` the batch runs again keeping every value: training keeps only
         what it reports, and the vertex at fault and its inputs are rarely among them."""
-        if values is None:
+        if values is None:  # (on the torch backend, the numpy backend finds the vertex at fault)
+            self._pull()
             values, grads = self.model.train_step(batch, self.config.loss, self.params, outputs=())
         where = f"at epoch {self.epoch + 1}, batch {self.batch + 1}"
         saved = any((self.run_dir / checkpoint.FOLDER).glob("epoch-*.npz"))
@@ -367,10 +471,13 @@ class _Run:
             raise GraphDefError(Problem(f"training stopped {where}: the loss is {loss}; {first.message}",
                                         first.file, first.line, first.column, first.path,
                                         f"{first.hint}; {hint}")) from None
-        if not math.isfinite(loss):
-            raise GraphDefError(Problem(f"training stopped {where}: the loss is {loss}", hint=hint))
+        if not math.isfinite(loss) or not all(_finite(g) for g in grads.values()):
+            what = f"the loss is {loss}" if not math.isfinite(loss) else "a gradient is NaN or infinite"
+            raise GraphDefError(Problem(f"training stopped {where}: {what}", hint=hint))
 
     def _write_metrics(self) -> None:
+        if not self.launch.leader:
+            return
         columns = list(dict.fromkeys(k for row in self.history for k in row))
         text = io.StringIO()
         writer = csv.DictWriter(text, columns, lineterminator="\n")
@@ -379,20 +486,27 @@ class _Run:
         serialize.atomic_write(self.run_dir / "metrics.csv", text.getvalue().encode())
 
 
+def _finite(array) -> bool:
+    """Whether every value is finite, for a numpy array or a tensor (on its device)."""
+    return bool(array.isfinite().all()) if hasattr(array, "isfinite") else bool(np.isfinite(array).all())
+
+
 class _stop_on_sigint:
-    """Turn Ctrl-C into a request to stop at the next batch boundary, where state is consistent."""
+    """Turn Ctrl-C into a request to stop at the next batch boundary, where state is consistent. Under
+    torchrun also SIGTERM, which torchrun sends its workers when it is interrupted."""
 
     def __init__(self, run: _Run):
-        self.run, self.previous = run, None
+        self.run, self.previous = run, {}
+        self.signals = (signal.SIGINT,) if run.launch.cluster is None else (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.signals}
 
     def _handle(self, signum, frame):
         self.run.stop_requested = True
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, previous in self.previous.items():
+            signal.signal(s, previous)
 

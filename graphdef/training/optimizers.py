@@ -2,6 +2,12 @@
 
 An optimizer updates parameters in place. Its state is a flat dict of arrays
 ("param/slot" -> array, plus "step"), so a checkpoint can store it exactly.
+
+The rules are written once for any array kind with numpy's arithmetic: numpy arrays (the numpy
+backend) and torch tensors (the torch backend, updated in place on their device). Only three
+operations differ between the kinds (a square root, new zeros, a conversion); the helpers below
+pick the array's own, so both backends run the same rule step for step, by construction. The
+state a checkpoint stores is always numpy (`arrays`, `load`).
 """
 from __future__ import annotations
 
@@ -40,10 +46,30 @@ def _adam(p, g, slot, lr, t, *, beta1, beta2, eps, weight_decay, decoupled=False
     m += (1 - beta1) * g
     v *= beta2
     v += (1 - beta2) * g * g
-    denom = np.sqrt(v)  # bias corrections folded into scalars, as PyTorch does: two array operations fewer
+    denom = _sqrt(v)  # bias corrections folded into scalars, as PyTorch does: two array operations fewer
     denom /= math.sqrt(1 - beta2 ** t)
     denom += eps
     p -= (lr / (1 - beta1 ** t)) * m / denom
+
+
+def _sqrt(x):
+    """The square root in the array's own library (a tensor's method; numpy's function for arrays)."""
+    return x.sqrt() if hasattr(x, "sqrt") else np.sqrt(x)
+
+
+def _zeros_like(x):
+    """Zeros of x's shape, dtype and kind (a tensor on x's device)."""
+    return x.new_zeros(x.shape) if hasattr(x, "new_zeros") else np.zeros_like(x)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A numpy copy of an array or a tensor (on any device): what checkpoints store."""
+    return x.detach().cpu().numpy().copy() if hasattr(x, "detach") else np.array(x)
+
+
+def _as_kind(value: np.ndarray, like):
+    """A saved (numpy) value as an array of `like`'s kind: a tensor on its device, or a numpy copy."""
+    return like.new_tensor(value) if hasattr(like, "new_tensor") else np.array(value, dtype=like.dtype)
 
 
 RULES = {"sgd": _sgd, "momentum": _sgd, "nesterov": _sgd, "adam": _adam,
@@ -72,8 +98,17 @@ class Optimizer:
     def _slot(self, name: str, like: np.ndarray, slot: str) -> np.ndarray:
         key = f"{name}/{slot}"
         if key not in self.state:  # (not setdefault: that would make a zeros array on every step)
-            self.state[key] = np.zeros_like(like)
+            self.state[key] = _zeros_like(like)
         return self.state[key]
+
+    def arrays(self) -> dict:
+        """The state as numpy arrays (what a checkpoint stores, whatever the backend)."""
+        return {k: to_numpy(v) for k, v in self.state.items()}
+
+    def load(self, arrays: dict, params: dict) -> None:
+        """Restore a checkpoint's state, each slot as an array of its parameter's kind and device."""
+        self.state = {k: v if k == "step" else _as_kind(v, params[k.rsplit("/", 1)[0]]) for k, v in arrays.items()}
+        self.slots = {}
 
 
 def scheduled_lr(base: float, epoch: int, epochs: int, schedule: dict) -> float:
@@ -94,7 +129,7 @@ def clip_by_norm(grads: dict, max_norm: float | None) -> dict:
     """The gradients scaled so that their global L2 norm is at most max_norm."""
     if not max_norm:
         return grads
-    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))  # any array kind (a tensor on a GPU)
     if norm <= max_norm:
         return grads
     return {k: g * (max_norm / norm) for k, g in grads.items()}
