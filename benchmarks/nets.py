@@ -206,8 +206,9 @@ def lenet_step(quick: bool) -> list:
     return [row(label, interleaved(fns, 5 if quick else 21, 10 if quick else 30), 1.5)]
 
 
-def _torch_lenet(params: dict, batch: dict, p: float):
-    """The same network as a torch.nn.Sequential with graphdef's initial weights, trained by SGD."""
+def _torch_lenet(params: dict, batch: dict, p: float, module: bool = False):
+    """The same network as a torch.nn.Sequential with graphdef's initial weights, trained by SGD (with
+    `module`, the Sequential itself)."""
     nn = torch.nn
     net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -222,6 +223,8 @@ def _torch_lenet(params: dict, batch: dict, p: float):
         for layer, prefix in ((9, "hidden"), (12, "logits")):
             net[layer].weight.copy_(torch.tensor(params[f"{prefix}/W"]).T)
             net[layer].bias.copy_(torch.tensor(params[f"{prefix}/b"]))
+    if module:
+        return net
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
     x, labels = torch.tensor(batch["x"]).reshape(-1, 1, 8, 8), torch.tensor(batch["y"]).argmax(dim=1)
 
@@ -402,3 +405,75 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# -- the torch backend: graphdef train --backend torch against hand-written torch.nn.Modules -------------
+
+def torch_backend_step(model, batch: dict):
+    """One step as `graphdef train --backend torch` takes it: the lowered module's mean loss, its gradients by
+    autograd, graphdef's SGD on the module's tensors, the loss read back (the loop reports it)."""
+    from graphdef.training.torch_engine import TorchEngine
+    engine, names, optimizer = TorchEngine(model, device="cpu"), list(model.parameters), Optimizer("sgd", lr=LR)
+
+    def step():
+        values, grads = engine.train_step(batch, "loss", names)
+        optimizer.step(engine.parameters, grads, LR)
+        return values, grads
+    return step
+
+
+def hand_written_step(net, batch: dict, image: tuple = ()):
+    """The same step on a hand-written torch.nn.Module: cross-entropy against the one-hot targets, torch's SGD,
+    the loss read back."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
+    x, y = torch.as_tensor(batch["x"]), torch.as_tensor(batch["y"])
+    x = x.reshape(-1, *image) if image else x
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    return step
+
+
+class HandMLP(torch.nn.Module if torch is not None else object):
+    """A ReLU MLP as one writes it in PyTorch, with a graphdef MLP's initial weights (W_i [in, out], b_i)."""
+
+    def __init__(self, params: dict):
+        super().__init__()
+        count = sum(k.startswith("W") for k in params)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(*params[f"W{i}"].shape) for i in range(1, count + 1))
+        with torch.no_grad():
+            for i, layer in enumerate(self.layers, 1):
+                layer.weight.copy_(torch.as_tensor(params[f"W{i}"]).T)
+                layer.bias.copy_(torch.as_tensor(params[f"b{i}"]))
+
+    def forward(self, x):
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)
+
+
+def torch_backend_rows(mlp_text: str, quick: bool) -> list:
+    """W3 and the LeNet step on the torch backend against hand-written modules of the same networks, CPU."""
+    if torch is None:
+        return []
+    rng = np.random.default_rng(0)
+    mlp = graphdef.loads(mlp_text)
+    batch = {"x": rng.random((256, 784)).astype(np.float32),
+             "y": np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]}
+    net = HandMLP({k: v.copy() for k, v in mlp.parameters.items()})
+    ours, theirs = torch_backend_step(mlp, batch), hand_written_step(net, batch)
+    agree("W3 torch backend", {"loss": float(ours()[0]["loss"].mean())}, {"loss": theirs()}, 1e-5)
+    rows = [row("W3 wide MLP train step on the torch backend, batch 256, float32, CPU (vs a hand-written module)",
+                interleaved({"graphdef": ours, "torch module": theirs}, 5 if quick else 31, 2 if quick else 8), 1.1)]
+    lenet, digits = float32_model(LENET, **{"p: 0.3": "p: 0.0"}), _digits_batch(BATCH, np.float32)
+    net = _torch_lenet(lenet.parameters, digits, 0.0, module=True)
+    ours, theirs = torch_backend_step(lenet, digits), hand_written_step(net, digits, (1, 8, 8))
+    agree("LeNet torch backend", {"loss": float(ours()[0]["loss"].mean())}, {"loss": theirs()}, 1e-4)
+    rows.append(row(f"LeNet train step on the torch backend, batch {BATCH}, float32, CPU (vs a hand-written module)",
+                    interleaved({"graphdef": ours, "torch module": theirs}, 5 if quick else 21, 10 if quick else 30),
+                    1.1))
+    return rows

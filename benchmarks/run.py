@@ -416,6 +416,7 @@ def main():
                              1.05, q, 8, turns=31, free=True))
     rows.append(w4(q))
     rows += nets.lenet_step(q) + nets.attention_step(q) + nets.lenet_epoch(q)
+    rows += nets.torch_backend_rows(mlp_yaml([784, 512, 512, 10], "float32"), q)
     rows += training(q)
     rows += startup(q)
     big, curve = scaling(q)

@@ -254,3 +254,26 @@ def test_names_lead_to_the_parameters():
         if name in model.parameters:
             assert state[key] is not None and module.variable(name).dtype == torch.float32
             np.testing.assert_array_equal(state[key].numpy(), model.parameters[name])
+
+
+def update_cases():
+    return [pytest.param(name, i, id=f"{name}-{i}") for name, op in builtin_ops().items() if op.update is not None
+            for i, (_, attrs) in enumerate(op.examples) if attrs.get("training")]
+
+
+def test_every_op_with_state_has_a_torch_update():
+    assert [name for name, op in builtin_ops().items() if op.update is not None and op.torch_update is None] == []
+
+
+@pytest.mark.parametrize("name, index", update_cases())
+def test_torch_update_is_the_numpy_update(name, index):
+    """The running statistics the torch backend moves on the device equal the numpy rule's."""
+    from test_op_gradients import sample
+    op = OPS[name]
+    shapes, attrs = op.examples[index]
+    full = op.bind({k: v for k, v in attrs.items() if k != "training"}) | {"training": True}
+    inputs = sample(op, shapes, np.random.default_rng(seed_of("update", name, index)))
+    ours = op.torch_update_function()(*[torch.as_tensor(x) for x in inputs], **full, rng=None)
+    theirs = op.update(*inputs, **full)
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        close(a.numpy(), b, f"{name}: state {k}", rtol=1e-12, atol=1e-12)

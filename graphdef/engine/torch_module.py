@@ -10,9 +10,9 @@ kept as a plan: a list of steps the forward runs with no decision left to make.
 
 Parameters are nn.Parameters, state (running statistics) and constants buffers, under keys made
 from the graphdef names by `attribute_key` (reversible: `vertex_name`); `module.names` maps one
-to the other. Backward is torch autograd. Ops with a state update (batch norm) apply their
-numpy `update` rule to CPU copies after each training-mode forward, exactly as
-Model.update_state does (the rule is numpy-only; batch norm's statistics are small).
+to the other. Backward is torch autograd. Ops with a state update (batch norm) apply it after
+each training-mode forward, as Model.update_state does: their `torch_update` expression on the
+device, or else their numpy `update` rule on CPU copies.
 """
 from __future__ import annotations
 
@@ -191,18 +191,23 @@ class GraphModule(nn.Module):
 
     @torch.compiler.disable
     def _update_state(self, plan: "Plan", env: dict) -> None:
-        """Each op with state (batch norm) moves it after a training-mode forward, by its numpy update rule on
-        CPU copies of its inputs (called as Model.update_state calls it); the new values are copied in place."""
+        """Each op with state (batch norm) moves it after a training-mode forward, called as Model.update_state
+        calls its update rule: the op's PyTorch `torch_update` on the device, else its numpy `update` on CPU
+        copies; the new values are copied into the buffers in place."""
         context = {"training": True, "rng": self.rng}
         with torch.no_grad():
             for step, lift, flags in plan.updating:
-                args = [env[a].detach().cpu().numpy() for a in step.inputs]
-                new = call(step, lift, args, flags, context, rule=step.op.update)
+                function = step.op.torch_update_function()
+                if function is not None and lift is not PER_SAMPLE:
+                    new = function(*[env[a] for a in step.inputs], **attrs_of(step, lift, context))
+                else:
+                    args = [env[a].detach().cpu().numpy() for a in step.inputs]
+                    new = call(step, lift, args, flags, context, rule=step.op.update)
                 for position, value in zip(step.op.state, new):
                     name = step.inputs[position]
                     if name in self.model.state:
                         target = env[name]
-                        target.copy_(torch.as_tensor(np.asarray(value), dtype=target.dtype))
+                        target.copy_(torch.as_tensor(value, dtype=target.dtype, device=target.device))
 
 
 class Plan:

@@ -189,6 +189,15 @@ def _torch_batch_norm(F, x, weight, bias, mean, var, training, momentum, eps, ba
     return y.reshape(x.shape)
 
 
+def _torch_batch_norm_update(torch, x, mean, var, momentum, batch_dims):
+    """_batch_norm_update on tensors, on their device: the batch's statistics per channel (unbiased variance)."""
+    samples = x.detach().reshape(-1, *x.shape[batch_dims:])  # the channel axis is 1
+    axes = (0, *range(2, samples.ndim))
+    n = samples.numel() // samples.shape[1]
+    batch_var, batch_mean = torch.var_mean(samples, dim=axes, correction=1 if n > 1 else 0)
+    return (1 - momentum) * mean + momentum * batch_mean, (1 - momentum) * var + momentum * batch_var
+
+
 def _onnx_batch_norm(e, inputs, out, attrs):
     """The inference form, written out: ONNX BatchNormalization holds eps as a float32, which would
     change the results of a float64 model."""
@@ -206,6 +215,8 @@ register_op("batch_norm", _batch_norm,
             jvp=(_batch_norm_jvp_x, "np.reshape(t, _channels(x, batch_dims)[1]) * out[0]",
                  "np.reshape(t, _channels(x, batch_dims)[1])", _batch_norm_jvp_mean, _batch_norm_jvp_var),
             save=_batch_norm_saving, update=_batch_norm_update, state=(3, 4), shape=_batch_norm_shape,
+            torch_update="x, weight, bias, running_mean, running_var: _torch_batch_norm_update(torch, x, "
+                         "running_mean, running_var, momentum, batch_dims)",
             batch=_batch_norm_batch, domain=[REAL, REAL, REAL, REAL, POSITIVE],
             examples=[ex((3, 4, 4), (3,), (3,), (3,), (3,)), ex((2, 5), (2,), (2,), (2,), (2,), training=True),
                       ex((3, 2, 2), (3,), (3,), (3,), (3,), eps=0.1, training=True),

@@ -23,7 +23,8 @@ Rule signatures, shared by every op:
     outputs (optional): outputs(**attrs) -> how many outputs the op has; the forward then takes
         the keyword `output` (which one to compute), set by the loader on each output's vertex
     update (optional, ops with state): update(*inputs, **attrs) -> new values of the inputs at
-        positions `state` (running statistics), applied after each training step
+        positions `state` (running statistics), applied after each training step; `torch_update`, the
+        same as a PyTorch expression (like `torch`), for the torch backend
 
 Keyword-only parameters named `training` (bool: the model's mode) and `rng` (the run's seeded
 numpy Generator) are not attributes: the engine passes them to ops that declare them.
@@ -175,6 +176,7 @@ class Op:
     torch: str | None = None  # the op in PyTorch, as an expression string
     outputs: Callable | None = None  # several outputs: how many, given the attributes
     update: Callable | None = None  # training-mode update of the state inputs
+    torch_update: str | None = None  # the update in PyTorch, as an expression string
     state: tuple = ()  # positions of the inputs that are state (running statistics)
     context: tuple = ()  # which of CONTEXT the rules take
     jvp: tuple = ()  # one Jacobian-vector rule per input (forward mode), None where there is no tangent
@@ -204,16 +206,11 @@ class Op:
 
     def torch_function(self) -> Callable:
         """The op's PyTorch expression as a function of (inputs, attributes): imports torch."""
-        if self.name not in _TORCH_FUNCTIONS:
-            import torch
-            head, _, body = self.torch.partition(":")
-            params = [p.strip() for p in head.split(",") if p.strip()]
-            scope = {**self.scope, "torch": torch, "F": torch.nn.functional}
-            keywords = [*self.attrs, *self.context, *(["output"] if self.outputs else [])]
-            args = ", ".join(params + (["*", *keywords] if keywords else []) + ["**_"])
-            _TORCH_FUNCTIONS[self.name] = eval(compile(f"lambda {args}: ({body.strip()})", f"<torch {self.name}>",
-                                                       "eval"), scope)
-        return _TORCH_FUNCTIONS[self.name]
+        return _torch_lambda(self, self.torch, "")
+
+    def torch_update_function(self) -> Callable | None:
+        """The state update's PyTorch expression as a function of (inputs, attributes), if the op has one."""
+        return _torch_lambda(self, self.torch_update, " update") if self.torch_update else None
 
     def saved(self, out, *inputs, **attrs):
         """What the backward rules get as `out`: the output itself, unless the op saves more."""
@@ -232,6 +229,21 @@ class Op:
 OPS: dict[str, Op] = {}
 LINEAR, MULTILINEAR, DIAGONAL = "linear", "multilinear", "diagonal"  # jvp rules derived from the forward or backward
 _TORCH_FUNCTIONS: dict[str, Callable] = {}
+
+
+def _torch_lambda(op: Op, text: str, what: str) -> Callable:
+    """A PyTorch expression ("x, y: torch.add(x, y)") as a function that also takes the op's attributes and
+    context by keyword, seeing `torch` and `F` (torch.nn.functional); made once per op."""
+    key = op.name + what
+    if key not in _TORCH_FUNCTIONS:
+        import torch
+        head, _, body = text.partition(":")
+        params = [p.strip() for p in head.split(",") if p.strip()]
+        scope = {**op.scope, "torch": torch, "F": torch.nn.functional}
+        keywords = [*op.attrs, *op.context, *(["output"] if op.outputs else [])]
+        args = ", ".join(params + (["*", *keywords] if keywords else []) + ["**_"])
+        _TORCH_FUNCTIONS[key] = eval(compile(f"lambda {args}: ({body.strip()})", f"<torch {key}>", "eval"), scope)
+    return _TORCH_FUNCTIONS[key]
 
 
 def FLOATS(*dtypes, **attrs) -> str:
@@ -310,7 +322,7 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
                 examples=(), domain=(), save: Callable | None = None, fault: str | None = None,
                 onnx: Callable | None = None, dtype: Callable | None = None, torch: str | None = None,
                 outputs: Callable | None = None, update: Callable | None = None, state: tuple = (),
-                jvp=None, replace: bool = False, scope: dict | None = None):
+                torch_update: str | None = None, jvp=None, replace: bool = False, scope: dict | None = None):
     """Register an op; usable as a call or, without `forward`, as a decorator of it.
 
     `backward` is a tuple of one rule per input (a single rule for a one-input op); rules
@@ -319,12 +331,12 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
     says how the op runs on a batch (default: once per sample). `examples` and `domain`
     feed the tests generated from this registry; `fault` is the advice given when the op
     produces NaN or infinity; `onnx` writes its ONNX nodes; `dtype`, `torch`, `outputs`,
-    `update`, `state` and `jvp` are described in the module docstring.
+    `update`, `torch_update`, `state` and `jvp` are described in the module docstring.
     """
     scope = scope if scope is not None else sys._getframe(1).f_globals
     options = dict(shape=shape, batch=batch, doc=doc, examples=examples, domain=domain, save=save, fault=fault,
                    onnx=onnx, dtype=dtype, torch=torch, outputs=outputs, update=update, state=state,
-                   jvp=jvp, replace=replace, scope=scope)
+                   torch_update=torch_update, jvp=jvp, replace=replace, scope=scope)
     if forward is None:
         return lambda f: register_op(name, f, backward, **options)
     if name in OPS and not replace:
@@ -348,8 +360,10 @@ def register_op(name: str, forward: Callable | str | None = None, backward=None,
     OPS[name] = Op(name, forward, backward, shape or broadcast_shape, doc.splitlines()[0] if doc else "",
                    args, attrs, batch, tuple(examples), tuple(domain), save,
                    fault or "check the ranges of its inputs", onnx, dtype or FLOATS, torch, outputs, update,
-                   tuple(state), context, _tangent_rules(name, jvp, forward, backward, args, keywords, scope), scope)
+                   torch_update, tuple(state), context,
+                   _tangent_rules(name, jvp, forward, backward, args, keywords, scope), scope)
     _TORCH_FUNCTIONS.pop(name, None)
+    _TORCH_FUNCTIONS.pop(name + " update", None)
     return forward
 
 
