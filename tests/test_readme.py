@@ -324,17 +324,34 @@ def synopsis_problems(synopsis: str, workdir: Workdir) -> list[str]:
     if prepare(words)[0] == "":
         return []
     program, *rest = words.split()
+    if program == "torchrun":  # torchrun [its options] -m graphdef COMMAND [options]: each part against its help
+        launcher, _, command = words.partition(" -m graphdef ")
+        return _named_in(synopsis, launcher, _torchrun_help()) + synopsis_problems("graphdef " + command, workdir)
     if program == "graphdef":
         help_text = graphdef_help(rest[0] if rest else "")
     else:  # python SCRIPT [options]
         result = workdir.run([sys.executable, rest[0], "--help"], timeout=60)
         assert result.returncode == 0, f"{rest[0]} --help: {result.stderr}"
         help_text = result.stdout
+    return _named_in(synopsis, words, help_text)
+
+
+def _named_in(synopsis: str, words: str, help_text: str) -> list[str]:
+    """The options and choices `words` names that `help_text` does not list."""
     options = re.findall(r"(?<![\w.-])(--?[a-zA-Z][\w-]*)", words)
     choices = [c for group in re.findall(r"--[\w-]+ ([a-z0-9]+(?:\|[a-z0-9]+)+)(?=[\s\]]|$)", words)
                for c in group.split("|")]
     return [f"`{synopsis}`: {word} is not in its --help" for word in options + choices
             if not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", help_text)]
+
+
+@functools.cache
+def _torchrun_help() -> str:
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def needs_dot(command: str) -> bool:

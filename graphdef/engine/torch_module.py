@@ -27,6 +27,24 @@ from .lift import PER_SAMPLE, attrs_of, batched_vertices, call, lift_of
 from .model import Model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "bool": torch.bool}
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def device(name: str | None = None, local_rank: int | None = None) -> str:
+    """The torch device to compute on: the one named (an error naming it when this machine or this torch build
+    has none), else cuda when available, else cpu. Under torchrun, cuda is this process's GPU (LOCAL_RANK)."""
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available()}
+    name = name or ("cuda" if available["cuda"] else "cpu")
+    if name not in available:
+        raise GraphDefError(Problem(f"unknown device '{name}'", hint=f"choose one of {', '.join(DEVICES)}"))
+    if not available[name]:
+        raise GraphDefError(Problem(f"device '{name}' is not available on this machine (torch {torch.__version__} "
+                                    f"finds no {name.upper()} device)",
+                                    hint="use --device cpu, or run where that device and a torch built for it are"))
+    if name == "cuda" and local_rank is not None:
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return name
 
 
 # -- names: graphdef's (h1/W, d[1]) as attribute keys and back ------------------------------
@@ -74,13 +92,13 @@ class GraphModule(nn.Module):
     """A graphdef Model as a torch.nn.Module: forward(inputs) -> {name: tensor} of the outputs (and the loss
     when its inputs are given). `names` maps each parameter, state and constant name to its state_dict key."""
 
-    def __init__(self, model: Model, device=None):
+    def __init__(self, model: Model, on=None):
         super().__init__()
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        on = torch.device(on if isinstance(on, torch.device) or (on and ":" in str(on)) else device(on))
         self.model, self.dtype = model, DTYPES[model.dtype.name]
         taken = set(dir(nn.ParameterDict()))
         keys = {n: attribute_key(n, taken) for n in [*model.parameters, *model.state, *model.constants]}
-        tensor = lambda n, v: torch.as_tensor(self._numpy(n, v), device=device)  # noqa: E731
+        tensor = lambda n, v: torch.as_tensor(self._numpy(n, v), device=on)  # noqa: E731
         self.params = nn.ParameterDict({keys[n]: nn.Parameter(tensor(n, v)) for n, v in model.parameters.items()})
         self.state = Buffers({keys[n]: tensor(n, v) for n, v in model.state.items()})
         self.constants = Buffers({keys[n]: tensor(n, v) for n, v in model.constants.items()}, persistent=False)
@@ -143,8 +161,7 @@ class GraphModule(nn.Module):
                 raise GraphDefError(Problem(f"unknown input '{name}'",
                                             hint=f"the model's inputs: {', '.join(model.inputs) or 'none'}"))
             dtype = DTYPES[model.input_dtypes[name].name] if name in model.input_dtypes else self.dtype
-            if not isinstance(value, torch.Tensor):
-                value = torch.as_tensor(np.asarray(value))
+            value = self._checked(name, value)
             if value.dtype != dtype or value.device != device:
                 value = value.to(device, dtype)
             feeds[name] = value
@@ -154,6 +171,22 @@ class GraphModule(nn.Module):
             raise GraphDefError("batched inputs disagree on the batch size: "
                                 + ", ".join(f"'{n}' has {len(feeds[n])}" for n in batched))
         return feeds, frozenset(batched)
+
+    def _checked(self, name: str, value):
+        """A fed value as numpy's engine accepts it (numbers, whole ones for an integer input, finite), with the
+        same errors; a tensor is looked at on its device."""
+        if not isinstance(value, torch.Tensor):
+            from .inputs import _array
+            array, problem = _array(self.model, name, value)
+            if problem:
+                raise GraphDefError(problem)
+            return torch.as_tensor(array)
+        whole = name in self.model.input_dtypes
+        if value.is_complex() or (whole and value.is_floating_point() and not bool((value == value.round()).all())):
+            kind = "complex numbers" if value.is_complex() else "fractions"
+            raise GraphDefError(self.model.problem(name, f"input '{name}' holds {kind}",
+                                                   "give whole numbers" if whole else "give real numbers"))
+        return value
 
     def _device(self) -> torch.device:
         leaf = next(iter(self.params._parameters.values()), None)
@@ -346,8 +379,12 @@ def to_model(module, model: Model | None = None) -> Model:
         values, model = module.variables(), model
         source = module.model
     elif isinstance(module, dict) and model is not None:
-        values, source = {_graphdef_name(k, model): v for k, v in module.items()}, None
-        values = {k: v for k, v in values.items() if k is not None}
+        names, source = {k: _graphdef_name(str(k), model) for k in module}, None
+        unknown = [str(k) for k, name in names.items() if name is None]
+        if unknown:  # a misspelt key would load nothing, silently: refused, as load_state_dict(strict=True) does
+            raise GraphDefError(Problem(f"the state_dict has keys the model does not: {', '.join(unknown[:5])}",
+                                        hint="keys are graphdef names, or state_dict keys as module.names gives them"))
+        values = {name: module[k] for k, name in names.items()}
     else:
         raise GraphDefError("to_model takes a GraphModule, or a state_dict and the model it belongs to")
     target = model if model is not None else _copy(source)
@@ -368,7 +405,11 @@ def _graphdef_name(key: str, model: Model) -> str | None:
     if key in model.parameters or key in model.state:
         return key
     section, _, rest = key.partition(".")
-    return vertex_name(rest) if section in ("params", "state") and rest else None
+    try:
+        name = vertex_name(rest) if section in ("params", "state") and rest else None
+    except (ValueError, IndexError):  # not a key attribute_key makes
+        return None
+    return name if name in model.parameters or name in model.state else None
 
 
 def _copy(model: Model) -> Model:

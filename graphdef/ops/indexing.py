@@ -331,8 +331,10 @@ def _gather_batch(shapes, batched, *, axis) -> Lift:
 
 
 def _torch_gather(x, indices, axis):
-    """The PyTorch oracle: index_select with the indices flattened, then their shape restored."""
+    """The PyTorch oracle: index_select with the indices flattened (negative ones counted from the end, as numpy
+    and ONNX count them), then their shape restored."""
     axis %= x.ndim
+    indices = indices + (indices < 0) * x.shape[axis]
     return x.index_select(axis, indices.reshape(-1)).reshape(x.shape[:axis] + indices.shape + x.shape[axis + 1:])
 
 

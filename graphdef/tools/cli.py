@@ -498,10 +498,11 @@ def _backend(args) -> dict:
 
 
 def _computable(model, given: dict) -> list:
-    """The outputs and the loss that the given inputs determine (run leaves out what needs a missing one)."""
+    """The outputs, and the loss when the given inputs determine it (run leaves it out without the label; an
+    output's missing input is an error, as on the numpy backend)."""
     missing = set(model.inputs) - set(given)
-    return [n for n in dict.fromkeys([*model.outputs, *([model.loss] if model.loss else [])])
-            if not missing & model.ancestors([n])]
+    loss = [model.loss] if model.loss and not missing & model.ancestors([model.loss]) else []
+    return list(dict.fromkeys([*model.outputs, *loss]))
 
 
 def _inputs(args) -> dict:

@@ -23,26 +23,13 @@ import numpy as np
 from ..errors import GraphDefError, Problem
 
 DEVICES = ("cpu", "cuda", "mps")
-BACKENDS = ("numpy", "torch")
 
 
 def resolve_device(device: str | None, local_rank: int | None = None) -> str:
-    """The torch device to use: the one asked for (an error naming it when it is missing), else cuda when
-    available, else cpu. Under torchrun, cuda means this process's GPU (cuda:LOCAL_RANK)."""
-    import torch
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-    if device is None:
-        device = "cuda" if available["cuda"] else "cpu"
-    if device not in available:
-        raise GraphDefError(Problem(f"unknown device '{device}'", hint=f"choose one of {', '.join(DEVICES)}"))
-    if not available[device]:
-        raise GraphDefError(Problem(f"device '{device}' is not available on this machine (torch "
-                                    f"{torch.__version__} finds no {device.upper()} device)",
-                                    hint="use --device cpu, or run where that device and a torch built for it are"))
-    if device == "cuda" and local_rank is not None:
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return device
+    """The torch device to use (see engine/torch_module.py's device; under torchrun, cuda:LOCAL_RANK)."""
+    from ..engine.torch_module import device as chosen
+    return chosen(device, local_rank)
+BACKENDS = ("numpy", "torch")
 
 
 def _lowering():
@@ -200,10 +187,11 @@ class TorchEngine:
 
 # -- the `run` and `grad` commands -------------------------------------------------------------
 
-def _given(model, inputs: dict) -> dict:
-    """The inputs checked and converted as the numpy backend does (the same errors), as arrays."""
+def _given(model, inputs: dict, outputs) -> dict:
+    """The inputs checked and converted as the numpy backend does (the same errors, a missing input that
+    `outputs` need among them), as arrays."""
     from ..engine.inputs import feed
-    env = feed(model, inputs, needed=set(inputs) & set(model.inputs))
+    env = feed(model, inputs, needed=model.ancestors(outputs))
     return {n: np.asarray(env[n]) for n in model.inputs if n in inputs}
 
 
@@ -212,7 +200,7 @@ def run(model, inputs: dict, outputs, device: str | None = None) -> dict:
     import torch
     device = resolve_device(device)
     module = _lowering().to_module(model, device=device).eval()
-    given = _given(model, inputs)
+    given = _given(model, inputs, outputs)
     with torch.no_grad():
         values = module({k: torch.as_tensor(v, device=device) for k, v in given.items()}, outputs=list(outputs))
     return {k: TorchEngine._numpy(v) for k, v in values.items()}
@@ -223,14 +211,15 @@ def value_and_gradients(model, inputs: dict, of: str, wrt, device: str | None = 
     import torch
     device = resolve_device(device)
     module = _lowering().to_module(model, device=device).eval()
-    params, _ = _graphdef_tensors(module, model)
-    given = _given(model, inputs)
+    given = _given(model, inputs, [of])
     tensors = {k: torch.as_tensor(v, device=device) for k, v in given.items()}
     for name in wrt:
         if name in tensors:
             tensors[name] = tensors[name].clone().requires_grad_(True)
+        else:  # a parameter, or a constant or state buffer (which autograd then follows too)
+            module.variable(name).requires_grad_(True)
     value = module(tensors, outputs=[of])[of]
-    leaves = [tensors[w] if w in tensors else params[w] for w in wrt]
+    leaves = [tensors[w] if w in tensors else module.variable(w) for w in wrt]
     grads = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
     return ({of: TorchEngine._numpy(value)},
             {w: TorchEngine._numpy(g) if g is not None else np.zeros(np.shape(leaf.detach().cpu()))
