@@ -266,11 +266,11 @@ def cmd_show(args, out, err):
 
 
 def cmd_run(args, out, err):
-    device, model = _device(args), _load(args, args.model)
+    device, model, inputs = _device(args), _load(args, args.model), _inputs(args)
     if args.backend == "torch":
-        values = _torch().run(model, _inputs(args), _computable(model, _inputs(args)), device)
+        values = _torch().run(model, inputs, _computable(model, inputs), device)
     else:
-        values = model.forward(_inputs(args))
+        values = model.forward(inputs)
     if args.check_numerics:
         model.check_numerics(values)
     # the loss only when computed: without the label (inference) it is left out

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from ..errors import GraphDefError, Problem
+from .optimizers import to_numpy
 
 DEVICES = ("cpu", "cuda", "mps")
 
@@ -156,7 +157,7 @@ class TorchEngine:
     @property
     def variables(self) -> dict:
         """numpy copies of the parameters and state, by graphdef name."""
-        return {n: t.detach().cpu().numpy().copy() for n, t in {**self.leaves, **self.buffers}.items()}
+        return {n: to_numpy(t) for n, t in {**self.leaves, **self.buffers}.items()}
 
     # -- helpers ---------------------------------------------------------------------------------
 
